@@ -1,0 +1,5 @@
+import sys
+
+from lingualift.cli import main
+
+sys.exit(main())

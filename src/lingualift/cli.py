@@ -1,0 +1,66 @@
+"""The `lingualift` command line.
+
+Each sub-command lives in `lingualift/commands/<name>.py` and exposes `configure(parser)` and
+`run(args) -> int`; modules are imported only when their command runs, so `--help` is instant.
+User mistakes (`LinguaLiftError`) print one line and exit 2; anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from lingualift import __version__
+from lingualift.errors import LinguaLiftError
+
+COMMANDS = {
+    "train": "train a stage (align / task) or a baseline from a YAML config",
+    "generate": "generate answers with a trained model",
+    "lexicon": "load, induce (no parallel data) and evaluate bilingual lexicons",
+    "codeswitch": "write code-switched stage-1 data from English instructions and lexicons",
+    "eval": "evaluate a model on MMWP / MGSM / MSVAMP / GSM8K / X-CSQA / XNLI",
+    "score": "re-score saved predictions (e.g. after an extractor change)",
+    "diagnose": "teacher-forced transfer diagnostic and soft-prompt retrieval",
+    "assets": "build the embedded default models from registry packages",
+    "bench": "measure training and generation speed and memory",
+    "pipeline": "the end-to-end pipeline: lexicons, stage 1, stage 2, evaluation, report",
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lingualift", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"lingualift {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = next((arg for arg in argv if arg in COMMANDS), None)
+    for name, help_text in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            importlib.import_module(f"lingualift.commands.{name}").configure(sub_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        command = importlib.import_module(f"lingualift.commands.{args.command}")
+        return int(command.run(args) or 0)
+    except LinguaLiftError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return LinguaLiftError.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

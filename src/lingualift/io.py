@@ -1,0 +1,93 @@
+"""Small file helpers: atomic writes and line-checked JSON Lines reading.
+
+Every artefact is written through `atomic_write` so that a killed run never leaves a half-written
+file behind; readers report the exact file and line of a malformed record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from lingualift.errors import LinguaLiftError
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
+    """Open a temporary file next to `path`; rename it over `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if "b" in mode:
+        encoding = None
+    try:
+        with os.fdopen(fd, mode, encoding=encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_write(path) as handle:
+        json.dump(obj, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
+    count = 0
+    with atomic_write(path) as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def require_file(path: str | os.PathLike, what: str = "file") -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise LinguaLiftError(f"{what} not found: {path} (check the path)")
+    return path
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
+    """Yield the records of a JSON Lines file; blank lines are skipped, bad lines are named."""
+    path = require_file(path, "JSONL file")
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                raise LinguaLiftError(
+                    f"{path}:{line_number}: not valid UTF-8 ({exc.reason}); re-encode the file as UTF-8"
+                ) from None
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise LinguaLiftError(
+                    f"{path}:{line_number}: malformed JSON ({exc.msg} at column {exc.colno}); "
+                    "each line must be one JSON object"
+                ) from None
+            if not isinstance(record, dict):
+                raise LinguaLiftError(f"{path}:{line_number}: expected a JSON object, got {type(record).__name__}")
+            yield record
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = require_file(path, "JSON file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise LinguaLiftError(f"{path}: not valid UTF-8 ({exc.reason}); re-encode the file as UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise LinguaLiftError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
