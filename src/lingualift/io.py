@@ -60,6 +60,12 @@ def require_file(path: str | os.PathLike, what: str = "file") -> Path:
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
     """Yield the records of a JSON Lines file; blank lines are skipped, bad lines are named."""
+    for _, record in iter_numbered_jsonl(path):
+        yield record
+
+
+def iter_numbered_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """Like `iter_jsonl`, with each record's line number (for error messages about its fields)."""
     path = require_file(path, "JSONL file")
     with open(path, "rb") as handle:
         for line_number, raw in enumerate(handle, start=1):
@@ -80,7 +86,7 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
                 ) from None
             if not isinstance(record, dict):
                 raise LinguaLiftError(f"{path}:{line_number}: expected a JSON object, got {type(record).__name__}")
-            yield record
+            yield line_number, record
 
 
 def read_json(path: str | os.PathLike) -> Any:

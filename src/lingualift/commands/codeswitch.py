@@ -1,0 +1,47 @@
+"""`lingualift codeswitch`: English instruction JSONL + lexicons → code-switched stage-1 JSONL."""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+def configure(parser) -> None:
+    parser.add_argument("--input", required=True, help="instruction JSONL: question/answer (GSM8K) or Alpaca instruction/input/output")
+    parser.add_argument("--output", required=True, help="code-switched JSONL to write")
+    parser.add_argument("--lexicons", required=True, help="LANG=SPEC list, e.g. de=muse:de,ru=lexicons/en-ru.tsv")
+    parser.add_argument("--ratio", type=float, default=0.5, help="fraction of replaceable prompt words to translate (default 0.5)")
+    parser.add_argument("--mixing", choices=("per_example", "mixed"), default="per_example",
+                        help="one language per example, or a language per word (default per_example)")
+    parser.add_argument("--weights", help="LANG=WEIGHT list for sampling languages (default: equal)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", help="data directory holding muse/ (for muse:XX specs)")
+
+
+def run(args) -> int:
+    from tqdm.auto import tqdm
+
+    from lingualift.codeswitch import CodeSwitcher, CodeSwitchSettings, normalize_record, parse_mapping
+    from lingualift.io import iter_jsonl, require_file, write_jsonl
+
+    settings = CodeSwitchSettings(
+        lexicons=parse_mapping(args.lexicons, "--lexicons"),
+        ratio=args.ratio,
+        mixing=args.mixing,
+        weights=parse_mapping(args.weights, "--weights", float) if args.weights else None,
+        seed=args.seed,
+    )
+    settings.validate("lingualift codeswitch")
+    switcher = CodeSwitcher.from_settings(settings, args.data_dir)
+    with open(require_file(args.input, "input JSONL"), "rb") as handle:
+        total = sum(1 for line in handle if line.strip())
+
+    def records():
+        for index, record in enumerate(tqdm(iter_jsonl(args.input), total=total, desc="code-switching", unit="ex")):
+            yield switcher.switch(normalize_record(record, f"{args.input}: record {index + 1}"), index)
+
+    count = write_jsonl(args.output, records())
+    logger.info("wrote %d code-switched examples to %s", count, args.output)
+    print(switcher.stats.table(settings.ratio))
+    return 0

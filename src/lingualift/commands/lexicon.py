@@ -1,0 +1,143 @@
+"""`lingualift lexicon induce|eval|show`: bilingual lexicons without parallel data, and their quality."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def configure(parser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    induce = sub.add_parser("induce", help="induce en→XX lexicons (MUSE recipe: seeds, Procrustes, CSLS)")
+    induce.add_argument("--langs", required=True, help="comma-separated target languages, e.g. de,es,fr,ru,zh,ar")
+    induce.add_argument("--words", type=int, default=20000, help="vocabulary size per language (default 20000)")
+    induce.add_argument("--vectors", default="encoder:default",
+                        help="encoder[:SPEC] (the model's multilingual encoder; default encoder:default) "
+                        "or vec:PATTERN (fastText .vec files, {lang} is replaced)")
+    induce.add_argument("--prefix", default="", help="text put before each word for the encoder, not pooled (e5: 'query: ')")
+    induce.add_argument("--layer", type=int, default=None, help="encoder hidden layer to pool (default: last)")
+    induce.add_argument("--batch-size", type=int, default=256)
+    induce.add_argument("--corpus", help="LANG=PATH list of corpora / word lists (default: wordfreq); en included")
+    induce.add_argument("--init", choices=("identity", "seeds", "adversarial"), default="identity",
+                        help="initial mapping (identity suits one shared encoder space; seeds/adversarial suit "
+                        "separately trained vectors)")
+    induce.add_argument("--refinements", type=int, default=5, help="Procrustes refinement steps (default 5)")
+    induce.add_argument("--knn", type=int, default=10, help="CSLS neighbourhood size k (default 10)")
+    induce.add_argument("--no-center", action="store_true", help="do not mean-centre vectors before mapping")
+    induce.add_argument("--reference", default="muse:{lang}",
+                        help="reference dictionary for P@k ({lang} replaced; default muse:{lang}); 'none' to skip")
+    induce.add_argument("--out", required=True, help="folder for en-XX.tsv, en-XX.seeds.tsv and report.json")
+    induce.add_argument("--data-dir", help="data directory holding muse/")
+
+    evaluate = sub.add_parser("eval", help="precision@1/@5 of a lexicon against a reference dictionary")
+    evaluate.add_argument("--lexicon", required=True, help="lexicon spec (muse:XX or .txt/.tsv path)")
+    evaluate.add_argument("--reference", default="muse:{lang}", help="reference spec (default muse:{lang})")
+    evaluate.add_argument("--lang", help="language code (default: from the lexicon file name)")
+    evaluate.add_argument("--exclude", help="seed TSV whose English words are not scored (from `induce`)")
+    evaluate.add_argument("--words", type=int,
+                          help="score only words in both wordfreq top-N lists (reproduces `induce`'s numbers)")
+    evaluate.add_argument("--data-dir", help="data directory holding muse/")
+
+    show = sub.add_parser("show", help="print a lexicon's size and the translations of some words")
+    show.add_argument("lexicon", help="lexicon spec (muse:XX or .txt/.tsv path)")
+    show.add_argument("words", nargs="*", help="English words to look up (default: the first 10 entries)")
+    show.add_argument("--lang", help="language code (default: from the spec)")
+    show.add_argument("--data-dir", help="data directory holding muse/")
+
+
+def run(args) -> int:
+    return {"induce": _induce, "eval": _eval, "show": _show}[args.action](args)
+
+
+def _langs(text: str) -> list[str]:
+    from lingualift.errors import LinguaLiftError
+
+    langs = [lang.strip() for lang in text.split(",") if lang.strip()]
+    if not langs:
+        raise LinguaLiftError("--langs: give at least one language code, e.g. de,ru")
+    return langs
+
+
+def _induce(args) -> int:
+    from lingualift import lexicon as lx
+    from lingualift.codeswitch import parse_mapping
+    from lingualift.errors import LinguaLiftError
+    from lingualift.io import write_json
+
+    if args.words < 1:
+        raise LinguaLiftError(f"--words must be positive, got {args.words}")
+    langs = _langs(args.langs)
+    corpora = parse_mapping(args.corpus, "--corpus") if args.corpus else {}
+    source = lx.VectorSource(args.vectors, prefix=args.prefix, layer=args.layer, batch_size=args.batch_size)
+    references = {}
+    if args.reference != "none":  # fail on a missing reference before minutes of embedding
+        references = {lang: lx.load_lexicon(args.reference.format(lang=lang), lang, args.data_dir) for lang in langs}
+    out = Path(args.out)
+    started = time.perf_counter()
+    src_words, src_vectors = source.words_and_vectors("en", args.words, corpora.get("en"))
+    report = {"settings": vars(args),
+              "languages": {}, "embed_en_s": round(time.perf_counter() - started, 1)}
+    rows = []
+    for lang in langs:
+        begin = time.perf_counter()
+        tgt_words, tgt_vectors = source.words_and_vectors(lang, args.words, corpora.get(lang))
+        embedded = time.perf_counter()
+        result = lx.induce(lang, src_words, src_vectors, tgt_words, tgt_vectors, init=args.init,
+                           refinements=args.refinements, k=args.knn, center=not args.no_center, source=args.vectors)
+        finished = time.perf_counter()
+        lx.write_tsv(result.lexicon, out / f"en-{lang}.tsv")
+        seeds = lx.Lexicon(lang, source="identical strings and numerals")
+        for word, translation in result.seeds:
+            seeds.add(word, translation)
+        lx.write_tsv(seeds, out / f"en-{lang}.seeds.tsv")
+        entry = {"words": [len(src_words), len(tgt_words)], "seeds": len(result.seeds),
+                 "refinement_pairs": result.refinement_sizes, "embed_s": round(embedded - begin, 1),
+                 "induce_s": round(finished - embedded, 1)}
+        if lang in references:
+            scores = {}
+            for name, lexicon in (("init", result.init_lexicon), ("refined", result.lexicon)):
+                scores[name] = lx.evaluate(lexicon, references[lang], exclude=seeds.entries,
+                                           source_vocab=src_words, target_vocab=tgt_words).as_dict()
+            entry["eval"] = scores
+            rows.append((lang, len(result.seeds), scores["refined"]["n"], scores["init"]["p@1"],
+                         scores["refined"]["p@1"], scores["refined"]["p@5"]))
+        report["languages"][lang] = entry
+        logger.info("en-%s: %s", lang, entry)
+    report["total_s"] = round(time.perf_counter() - started, 1)
+    write_json(out / "report.json", report)
+    if rows:
+        print(f"{'lang':<6}{'seeds':>7}{'eval n':>8}{f'P@1 {args.init}':>16}{'P@1 refined':>13}{'P@5 refined':>13}")
+        for lang, n_seeds, n, init_p1, p1, p5 in rows:
+            print(f"{lang:<6}{n_seeds:>7}{n:>8}{init_p1:>16.3f}{p1:>13.3f}{p5:>13.3f}")
+    print(f"lexicons, seeds and report.json in {out} ({report['total_s']} s)")
+    return 0
+
+
+def _eval(args) -> int:
+    from lingualift import lexicon as lx
+
+    predicted = lx.load_lexicon(args.lexicon, args.lang, args.data_dir)
+    lang = args.lang or predicted.lang
+    reference = lx.load_lexicon(args.reference.format(lang=lang), lang, args.data_dir)
+    exclude = lx.load_lexicon(args.exclude, lang).entries if args.exclude else ()
+    vocab = {}
+    if args.words:
+        vocab = {"source_vocab": lx.word_list("en", args.words), "target_vocab": lx.word_list(lang, args.words)}
+    result = lx.evaluate(predicted, reference, exclude=exclude, **vocab)
+    print(f"en-{lang}: P@1 {result.p_at_1:.3f}  P@5 {result.p_at_5:.3f}  over {result.n} reference words "
+          f"({result.excluded} seed words excluded)")
+    return 0
+
+
+def _show(args) -> int:
+    from lingualift.lexicon import load_lexicon
+
+    lexicon = load_lexicon(args.lexicon, args.lang, args.data_dir)
+    print(f"en-{lexicon.lang}: {len(lexicon)} English words, {sum(1 for _ in lexicon.pairs())} pairs ({lexicon.source})")
+    for word in args.words or list(lexicon.entries)[:10]:
+        print(f"{word}\t{', '.join(lexicon.translations(word)) or '-'}")
+    return 0
