@@ -44,7 +44,7 @@ def byte_tokenizer(add_eos: bool) -> PreTrainedTokenizerFast:
 
     specials = ["<pad>", "<s>", "</s>", "<unk>"]
     vocab = {token: i for i, token in enumerate(specials)}
-    for char in pre_tokenizers.ByteLevel.alphabet():
+    for char in sorted(pre_tokenizers.ByteLevel.alphabet()):  # the alphabet comes back in random order
         vocab.setdefault(char, len(vocab))
     tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

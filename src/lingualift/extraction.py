@@ -124,7 +124,7 @@ def _prepare(text: str) -> str:
     text = normalize_digits(text)
     for marker in ECHO_MARKERS:
         cut = text.find(marker)
-        if cut > 0:
+        if cut >= 0:
             text = text[:cut]
     text = _FRAC_LATEX_RE.sub(lambda m: f" {m.group(1)}/{m.group(2)} ", text)
     text = _DATE_RE.sub(" ", text)

@@ -1,0 +1,74 @@
+"""`lingualift eval`: generate, extract and score on MMWP / MGSM / MSVAMP / GSM8K / X-CSQA / XNLI (resumable)."""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+def add_model_arguments(parser, batch_size: int = 16) -> None:
+    """Options shared by `eval` and `diagnose` to build a generator with `inference.load_generator`."""
+    parser.add_argument("--model", required=True,
+                        help="LinguaLIFT checkpoint dir (either stage), baseline / plain HF causal-LM dir, hub id or preset")
+    parser.add_argument("--prompt-template", help="template name (paper, alpaca, plain) or text with {question}; "
+                        "default: the checkpoint's own, else paper")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
+    parser.add_argument("--dtype", help="float32, bfloat16, float16 (default: the model's)")
+    parser.add_argument("--data-dir", help="data directory with the public layouts (default: $LINGUALIFT_DATA_DIR, ./data, ../shared/data)")
+    parser.add_argument("--offline", action="store_true", help="never download missing data; fail with what to fetch")
+    parser.add_argument("--batch-size", type=int, default=batch_size,
+                        help=f"examples per forward pass (default {batch_size})")
+    parser.add_argument("--limit", type=int, help="first N examples per language")
+
+
+def configure(parser) -> None:
+    from lingualift.tasks import TASKS
+
+    add_model_arguments(parser)
+    parser.add_argument("--tasks", default="mgsm", help=f"comma-separated tasks: {','.join(TASKS)} (default mgsm)")
+    parser.add_argument("--langs", help="comma-separated languages (default: each task's own)")
+    parser.add_argument("--out", help="run directory (default runs/eval/<model name>); re-running resumes it")
+    parser.add_argument("--max-new-tokens", type=int, help="default: per task (512 math, 256 multiple choice)")
+    parser.add_argument("--stop", action="append",
+                        help="stop string (repeatable; replaces the task defaults; '\\n' escapes are understood)")
+    parser.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def check_positive(value: int | None, flag: str) -> None:
+    from lingualift.errors import LinguaLiftError
+
+    if value is not None and value < 1:
+        raise LinguaLiftError(f"{flag} must be a positive integer, got {value}")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from lingualift.evaluation import GenerationSettings, evaluate
+    from lingualift.inference import load_generator
+    from lingualift.report import write_eval_report
+    from lingualift.tasks import data_file, parse_task_langs
+
+    for value, flag in ((args.limit, "--limit"), (args.batch_size, "--batch-size"),
+                        (args.max_new_tokens, "--max-new-tokens"), (args.bootstrap, "--bootstrap")):
+        check_positive(value, flag)
+    plan = parse_task_langs(args.tasks, args.langs)
+    stop = tuple(s.encode().decode("unicode_escape") for s in args.stop) if args.stop else None
+    settings = GenerationSettings(args.max_new_tokens, stop, args.do_sample, args.temperature, args.top_p)
+    for task, langs in plan:  # fail on missing data before loading the model
+        for lang in langs:
+            data_file(task, lang, args.data_dir, download=not args.offline)
+    generator = load_generator(args.model, prompt_template=args.prompt_template, device=args.device, dtype=args.dtype)
+    out_dir = Path(args.out or Path("runs") / "eval" / generator.name)
+    results = evaluate(generator, plan, out_dir, data_dir=args.data_dir, limit=args.limit, batch_size=args.batch_size,
+                       settings=settings, download=not args.offline, n_bootstrap=args.bootstrap, seed=args.seed,
+                       progress=not args.no_progress)
+    paths = write_eval_report(results, out_dir)
+    print(paths["md"].read_text(encoding="utf-8"))
+    return 0

@@ -1,0 +1,46 @@
+"""`lingualift score`: re-score saved predictions with the current extractors (e.g. after a fix)."""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+def configure(parser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PRED.jsonl|RUN_DIR",
+                        help="prediction files, or eval run directories (all their predictions; results are rewritten)")
+    parser.add_argument("--dry-run", action="store_true", help="report changes without rewriting files")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from lingualift.evaluation import load_run, read_done, rescore, summarize
+    from lingualift.io import read_json, require_file, write_jsonl
+    from lingualift.report import eval_markdown, write_eval_report
+
+    for raw in args.paths:
+        path = Path(raw)
+        files = sorted(path.glob("predictions/*/*.jsonl")) if path.is_dir() else [require_file(path, "prediction file")]
+        if path.is_dir():
+            load_run(path)  # fails with a clear message when this is not a run directory
+        for file in files:
+            before = list(read_done(file).values())
+            after = rescore(before)
+            changed = sum(a["extracted"] != b.get("extracted") or a["correct"] != b.get("correct")
+                          for a, b in zip(after, before))
+            accuracy = sum(r["correct"] for r in after) / max(1, len(after))
+            print(f"{file}: {len(after)} examples, accuracy {100 * accuracy:.1f}%, {changed} changed")
+            if not args.dry_run and changed:
+                write_jsonl(file, after)
+        if path.is_dir():
+            model = read_json(path / "run.json").get("model", "") if (path / "run.json").exists() else ""
+            results = summarize(load_run(path), model=model, n_bootstrap=args.bootstrap, seed=args.seed)
+            if args.dry_run:
+                print(eval_markdown(results))
+            else:
+                print(write_eval_report(results, path)["md"].read_text(encoding="utf-8"))
+    return 0

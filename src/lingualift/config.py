@@ -1,0 +1,202 @@
+"""Training configuration: YAML in, strictly checked dataclasses out.
+
+Unknown keys, wrong types and missing required fields are reported as `config.yaml: section.key: …`
+(with a did-you-mean suggestion). `--set section.key=value` overrides are parsed as YAML scalars.
+String values may use `${data_dir}`, resolved with `lingualift.paths.find_data_dir`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lingualift.errors import LinguaLiftError
+from lingualift.paths import find_data_dir
+
+
+@dataclass
+class ModelSection:
+    encoder: str = "default"
+    llm: str = "default"
+    alignment: str = "mlp"
+    alignment_kwargs: dict = field(default_factory=dict)
+    llm_sees_query: bool = False
+    chat_template: bool = False  # place the soft prompt inside the LLM's chat template (user turn)
+    llm_prefix: str = ""
+    llm_suffix: str = ""
+    encoder_max_length: int = 512
+    init_from: str | None = None  # checkpoint of the previous stage
+    dtype: str | None = None  # load dtype of the parts (fp32, bf16); None keeps the checkpoint's
+    trainable: list[str] | None = None  # overrides the stage's trainable groups
+
+
+@dataclass
+class DataSection:
+    train: str = ""
+    prompt_template: str = "paper"
+    target: str = "response"  # stage 1: response | source | both
+    max_examples: int | None = None
+    max_target_length: int = 512
+    codeswitch: dict | None = None  # generate code-switched prompts on the fly (see lingualift.codeswitch)
+
+
+@dataclass
+class LoraSection:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+
+
+@dataclass
+class TrainingSection:
+    output_dir: str = ""
+    tuning: str = "full"  # full | lora (stage task, sft)
+    lora: LoraSection = field(default_factory=LoraSection)
+    learning_rate: float | None = None
+    lr_groups: dict = field(default_factory=dict)  # per-group learning rates, e.g. {alignment: 1e-3}
+    weight_decay: float | None = None
+    lr_scheduler: str | None = None
+    warmup_ratio: float | None = None
+    epochs: float = 1.0
+    max_steps: int | None = None
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    precision: str = "fp32"  # fp32 | bf16
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    save_every: int | None = None
+    save_total_limit: int = 2
+    log_every: int = 10
+    resume_from_checkpoint: str | None = None  # a checkpoint dir, or "latest"
+    tensorboard: bool = True
+
+
+@dataclass
+class TrainConfig:
+    method: str = "lingualift"
+    stage: str | None = None
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    source: str = "config"  # where the config came from, for error messages
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out.pop("source")
+        return out
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None,
+                data_dir: str | None = None) -> TrainConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise LinguaLiftError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise LinguaLiftError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise LinguaLiftError(f"{path}: the top level must be a mapping of sections")
+    for override in overrides or []:
+        _apply_override(raw, override, path)
+    return config_from_dict(raw, str(path), data_dir=data_dir)
+
+
+def config_from_dict(raw: dict, source: str = "config", data_dir: str | None = None) -> TrainConfig:
+    raw = _substitute(raw, data_dir, source)
+    config = _build(TrainConfig, raw, source, "")
+    config.source = source
+    _validate(config)
+    return config
+
+
+def _apply_override(raw: dict, override: str, path: Path) -> None:
+    if "=" not in override:
+        raise LinguaLiftError(f"--set {override!r}: expected section.key=value")
+    key, value = override.split("=", 1)
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise LinguaLiftError(f"--set {key}: {part} is not a section in {path}")
+    node[parts[-1]] = yaml.safe_load(value) if value != "" else ""
+
+
+def _substitute(value: Any, data_dir: str | None, source: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, data_dir, source) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, data_dir, source) for v in value]
+    if isinstance(value, str) and "${data_dir}" in value:
+        return value.replace("${data_dir}", str(find_data_dir(data_dir)))
+    return value
+
+
+def _build(cls, raw: Any, source: str, prefix: str):
+    if not isinstance(raw, dict):
+        raise LinguaLiftError(f"{source}: {prefix or 'top level'}: expected a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in raw.items():
+        where = f"{prefix}{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else f" (known: {', '.join(fields)})"
+            raise LinguaLiftError(f"{source}: {where}: unknown key{hint}")
+        kwargs[key] = _coerce(hints[key], value, source, where)
+    return cls(**kwargs)
+
+
+def _coerce(annotation, value: Any, source: str, where: str):
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value if value is not None else {}, source, f"{where}.")
+    options = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        base = typing.get_origin(option) or option
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if base in (str, bool, dict, list) and isinstance(value, base):
+            return value
+    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise LinguaLiftError(f"{source}: {where}: expected {expected}, got {value!r}")
+
+
+def _is_union(annotation) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def _validate(config: TrainConfig) -> None:
+    source = config.source
+    if not config.data.train:
+        raise LinguaLiftError(f"{source}: data.train is required (a JSONL file of instructions)")
+    if not config.training.output_dir:
+        raise LinguaLiftError(f"{source}: training.output_dir is required")
+    choices = {
+        "training.tuning": (config.training.tuning, ("full", "lora")),
+        "training.precision": (config.training.precision, ("fp32", "bf16")),
+    }
+    for where, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise LinguaLiftError(f"{source}: {where}: must be one of {', '.join(allowed)}, got {value!r}")
+    for where, value in (("training.batch_size", config.training.batch_size),
+                         ("training.gradient_accumulation_steps", config.training.gradient_accumulation_steps)):
+        if value < 1:
+            raise LinguaLiftError(f"{source}: {where}: must be at least 1, got {value}")

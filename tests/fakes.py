@@ -1,0 +1,45 @@
+"""A small fake implementing the `inference.Generator` protocol, for fast, exact unit tests."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+
+class FakeGenerator:
+    """Answers "The answer is N" where N is the first number of the question plus one (so some are right);
+    NLL falls with the number of question words shared with the target; embeddings are bag-of-digits."""
+
+    name = "fake"
+    prompt_template = "Q: {question}\nA:"
+
+    def __init__(self, fail_after_calls: int | None = None):
+        self.calls: list[list[str]] = []
+        self.fail_after_calls = fail_after_calls
+
+    def generate(self, questions, *, max_new_tokens=512, stop=None, do_sample=False, temperature=1.0, top_p=1.0,
+                 batch_size=16, progress=False):
+        if self.fail_after_calls is not None and len(self.calls) >= self.fail_after_calls:
+            raise KeyboardInterrupt("simulated kill")
+        self.calls.append(list(questions))
+        outputs = []
+        for question in questions:
+            numbers = re.findall(r"\d+", question)
+            outputs.append(f"The answer is {int(numbers[0]) + 1}." if numbers else "no idea")
+        return outputs
+
+    def target_nll(self, questions, targets, *, batch_size=8):
+        results = []
+        for question, target in zip(questions, targets):
+            words = target.split()
+            shared = len(set(words) & set((question or "").split()))
+            results.append((2.0 * len(words) - shared, len(words)))
+        return results
+
+    def prompt_embeddings(self, questions, *, batch_size=16):
+        vectors = torch.zeros(len(questions), 10)
+        for row, question in enumerate(questions):
+            for digit in re.findall(r"\d", question):
+                vectors[row, int(digit)] += 1
+        return vectors + 0.01

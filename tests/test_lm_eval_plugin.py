@@ -1,0 +1,84 @@
+"""The lm-eval plugin and task YAMLs: shipped for every language, score like `lingualift eval`, and
+lingualift never imports lm-eval unless asked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib import resources
+
+import pytest
+import yaml
+from fakes import FakeGenerator
+
+from lingualift.tasks import TASKS
+
+TASKS_DIR = resources.files("lingualift").joinpath("resources/lm_eval_tasks")
+
+
+@pytest.mark.parametrize("name", ["mgsm", "mmwp", "msvamp"])
+def test_task_yamls_cover_every_language(name):
+    group = yaml.safe_load(TASKS_DIR.joinpath(f"lingualift_{name}.yaml").read_text("utf-8"))
+    assert group["task"] == [f"lingualift_{name}_{lang}" for lang in TASKS[name].languages]
+    for lang in TASKS[name].languages:
+        config = yaml.safe_load(TASKS_DIR.joinpath(f"lingualift_{name}_{lang}.yaml").read_text("utf-8"))
+        assert config["dataset_kwargs"] == {"task": name, "lang": lang}
+        assert config["include"] == "_lingualift_math_template"
+
+
+def test_lingualift_does_not_import_lm_eval():
+    code = ("import sys, lingualift.cli, lingualift.tasks, lingualift.evaluation, lingualift.report, "
+            "lingualift.diagnose; assert 'lm_eval' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_utils_load_and_score(tmp_path):
+    pytest.importorskip("datasets")
+    sys.path.insert(0, str(TASKS_DIR))
+    try:
+        import utils
+    finally:
+        sys.path.remove(str(TASKS_DIR))
+    (tmp_path / "mgsm").mkdir()
+    (tmp_path / "mgsm" / "mgsm_sw.tsv").write_text("Swali 1?\t18\nSwali 2?\t3\n", encoding="utf-8")
+    dataset = utils.load_dataset(task="mgsm", lang="sw", data_dir=str(tmp_path), version=1.0)
+    docs = list(dataset["test"])
+    assert docs[0] == {"id": "sw-0", "task": "mgsm", "lang": "sw", "question": "Swali 1?", "answer": "18"}
+    assert utils.process_results(docs[0], ["... so 9 * 2 = 18 dollars."]) == {"acc": 1.0}
+    assert utils.process_results(docs[1], ["The answer is 4."]) == {"acc": 0.0}
+
+
+def test_model_class(monkeypatch):
+    pytest.importorskip("lm_eval")
+    from lm_eval.api.instance import Instance
+    from lm_eval.api.registry import get_model
+
+    from lingualift import inference, lm_eval_plugin
+
+    fake = FakeGenerator()
+    monkeypatch.setattr(inference, "load_generator", lambda *args, **kwargs: fake)
+    assert get_model("lingualift") is lm_eval_plugin.LinguaLiftLM
+    lm = lm_eval_plugin.LinguaLiftLM.create_from_arg_string("pretrained=tiny-llama,batch_size=2", {"device": "cuda"})
+
+    def request(kind, args, index):
+        return Instance(request_type=kind, doc={}, arguments=args, idx=index)
+
+    outputs = lm.generate_until([
+        request("generate_until", ("has 4 eggs", {"until": ["\n"], "max_gen_toks": 8}), 0),
+        request("generate_until", ("has 9 eggs", {"until": "</s>", "do_sample": False}), 1),
+        request("generate_until", ("has 1 egg", {"until": ["\n"], "max_gen_toks": 8}), 2),
+    ])
+    assert outputs == ["The answer is 5.", "The answer is 10.", "The answer is 2."]
+    assert len(fake.calls) == 2  # grouped by generation settings
+    scores = lm.loglikelihood([request("loglikelihood", ("a b", "a c"), 0)])
+    assert scores == [(-(4.0 - 1), False)]
+    assert lm.loglikelihood_rolling([request("loglikelihood_rolling", ("x y z",), 0)]) == [-6.0]
+
+
+def test_entry_point_declared():
+    from importlib.metadata import entry_points
+
+    points = {ep.name: ep.value for ep in entry_points(group="lm_eval.models")}
+    if "lingualift" not in points:
+        pytest.skip("lingualift is not installed as a distribution here")
+    assert points["lingualift"] == "lingualift.lm_eval_plugin:LinguaLiftLM"
