@@ -167,12 +167,15 @@ def test_cli_codeswitch(tmp_path, capsys):
     first = (tmp_path / "out.jsonl").read_bytes()
     assert main(args) == 0 and (tmp_path / "out.jsonl").read_bytes() == first
 
+    capsys.readouterr()
     bad = [
-        ["--ratio", "1.2"],
-        ["--lexicons", f"de={tmp_path}/en-de.tsv,sw=muse:sw", "--data-dir", str(tmp_path)],
-        ["--weights", "de=1"],
+        args + ["--ratio", "1.2"],
+        args[:5] + ["--lexicons", f"de={tmp_path}/en-de.tsv,sw=muse:sw", "--data-dir", str(tmp_path)],
+        args + ["--weights", "de=1"],
+        args[:5] + ["--lexicons", f"de={tmp_path}/en-de.tsv", "--input", str(tmp_path / "missing.jsonl")],
     ]
-    for extra in bad:
-        assert main(args + extra) == 2
-    errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)
+    for argv in bad:
+        assert main(argv) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 4
+    assert "ratio must be a number in [0, 1]" in errors[0] and "muse:sw" in errors[1] and "missing.jsonl" in errors[3]

@@ -136,14 +136,18 @@ def test_procrustes_recovers_a_random_rotation_exactly():
 
 
 def hubness_case(n: int = 300, dim: int = 32, seed: int = 0):
-    """Queries and true targets share a common direction `hub`; the hub vector itself is a target."""
+    """Queries share a strong common direction; their true targets do not, but that direction is a key.
+
+    The hub key is then the plain nearest neighbour of most queries, while CSLS discounts it because
+    it is close to every query.
+    """
     rng = np.random.default_rng(seed)
     hub = rng.standard_normal(dim)
-    specific = rng.standard_normal((n, dim))
+    hub /= np.linalg.norm(hub)
+    specific = rng.standard_normal((n, dim)) / np.sqrt(dim)
     queries = lx.normalize(hub + specific, center=False)
-    targets = lx.normalize(0.6 * hub + specific + 0.9 * rng.standard_normal((n, dim)), center=False)
-    keys = np.vstack([targets, lx.normalize(hub[None], center=False)])
-    return queries, keys
+    targets = lx.normalize(specific + 0.5 * rng.standard_normal((n, dim)) / np.sqrt(dim), center=False)
+    return queries, np.vstack([targets, hub[None].astype(np.float32)])
 
 
 def test_csls_beats_nearest_neighbour_on_hubness():
@@ -152,9 +156,9 @@ def test_csls_beats_nearest_neighbour_on_hubness():
     nn = lx.nn_retrieve(queries, keys, topn=1)[:, 0]
     csls = lx.csls_retrieve(queries, keys, k=10, topn=1)[:, 0]
     hub = len(keys) - 1
-    assert (nn == hub).mean() > 0.3  # the hub steals many plain-NN queries
-    assert (csls == hub).mean() < 0.05
-    assert (csls == gold).mean() > (nn == gold).mean() + 0.2
+    assert (nn == hub).mean() > 0.5  # the hub steals most plain-NN queries
+    assert (csls == hub).mean() < 0.1
+    assert (csls == gold).mean() > (nn == gold).mean() + 0.5
 
 
 def test_seed_pairs_identical_strings_and_numerals_of_any_script():
@@ -167,7 +171,7 @@ def name(prefix: str, i: int) -> str:
     return prefix + "".join(chr(ord("a") + int(digit)) for digit in str(i))
 
 
-def synthetic_languages(n: int = 800, dim: int = 48, noise: float = 0.05, seed: int = 1):
+def synthetic_languages(n: int = 800, dim: int = 32, noise: float = 0.05, seeds: int = 40, seed: int = 1):
     rng = np.random.default_rng(seed)
     src = rng.standard_normal((n, dim)).astype(np.float32)
     rotation = random_rotation(dim, rng)
@@ -175,7 +179,7 @@ def synthetic_languages(n: int = 800, dim: int = 48, noise: float = 0.05, seed: 
     perm = rng.permutation(n)  # target vocabulary in another order
     src_words = [name("w", i) for i in range(n)]
     tgt_words = [name("t", i) for i in range(n)]
-    for i in range(10):  # a few identical strings act as seeds (numerals)
+    for i in range(seeds):  # identical strings (numerals) act as seeds
         src_words[i] = tgt_words[int(np.where(perm == i)[0][0])] = str(i)
     reference = lx.Lexicon("xx")
     for j, i in enumerate(perm):
@@ -185,10 +189,10 @@ def synthetic_languages(n: int = 800, dim: int = 48, noise: float = 0.05, seed: 
 
 def test_induction_from_seeds_recovers_a_rotated_language():
     src_words, src, tgt_words, tgt, reference = synthetic_languages()
-    result = lx.induce("xx", src_words, src, tgt_words, tgt, init="seeds", refinements=3, max_rank=800)
-    assert len(result.seeds) == 10 and result.refinement_sizes[-1] > 600
+    result = lx.induce("xx", src_words, src, tgt_words, tgt, init="seeds", refinements=2, max_rank=800)
+    assert len(result.seeds) == 40 and result.refinement_sizes[-1] > 700
     score = lx.evaluate(result.lexicon, reference, exclude=[w for w, _ in result.seeds])
-    assert score.n == 790 and score.excluded == 10
+    assert score.n == 760 and score.excluded == 40
     assert score.p_at_1 > 0.95
     # identity is meaningless for separately trained spaces: refinement cannot rescue it
     identity = lx.induce("xx", src_words, src, tgt_words, tgt, init="identity", refinements=1, max_rank=800)

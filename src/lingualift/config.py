@@ -187,6 +187,11 @@ def _validate(config: TrainConfig) -> None:
     source = config.source
     if not config.data.train:
         raise LinguaLiftError(f"{source}: data.train is required (a JSONL file of instructions)")
+    if not Path(config.data.train).is_file():
+        raise LinguaLiftError(f"{source}: data.train: file not found: {config.data.train}")
+    if config.model.init_from and not Path(config.model.init_from).is_dir():
+        raise LinguaLiftError(f"{source}: model.init_from: checkpoint directory not found: {config.model.init_from} "
+                              "(train the previous stage first)")
     if not config.training.output_dir:
         raise LinguaLiftError(f"{source}: training.output_dir is required")
     choices = {

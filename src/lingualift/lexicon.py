@@ -243,14 +243,16 @@ def encoder_word_vectors(
     model,
     tokenizer,
     prefix: str = "",
-    layer: int | None = None,
+    layer: int | str | None = None,
     batch_size: int = 256,
+    max_length: int = 32,
 ) -> np.ndarray:
     """Embed each word alone with a (frozen) encoder: mean of its sub-word states, specials excluded.
 
     `prefix` (e5 expects `query: `) is fed to the encoder but not pooled; `layer` picks a hidden
-    layer (None = last; middle layers of multilingual encoders are often better aligned for words).
-    Words are sorted by length so batches carry little padding.
+    layer: an index into `hidden_states` (0 = embeddings), `"middle"`, or None for the last one
+    (middle layers of multilingual encoders align words across languages better; see
+    docs/lexicon-induction.md). Words are sorted by length so batches carry little padding.
     """
     import torch
     from tqdm.auto import tqdm
@@ -266,6 +268,8 @@ def encoder_word_vectors(
                 [prefix + words[i] for i in index],
                 return_tensors="pt",
                 padding=True,
+                truncation=True,
+                max_length=max_length,
                 return_offsets_mapping=True,
                 return_special_tokens_mask=True,
             )
@@ -278,7 +282,12 @@ def encoder_word_vectors(
                 attention_mask=batch["attention_mask"],
                 output_hidden_states=layer is not None,
             )
-            states = outputs.last_hidden_state if layer is None else outputs.hidden_states[layer]
+            if layer is None:
+                states = outputs.last_hidden_state
+            elif layer == "middle":
+                states = outputs.hidden_states[(len(outputs.hidden_states) - 1) // 2]
+            else:
+                states = outputs.hidden_states[layer]
             weights = mask.unsqueeze(-1).to(states.dtype)
             pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
             if out is None:
@@ -590,7 +599,7 @@ class VectorSource:
     own (frequency-ordered) vocabulary is the word list.
     """
 
-    def __init__(self, spec: str = "encoder", prefix: str = "", layer: int | None = None, batch_size: int = 256):
+    def __init__(self, spec: str = "encoder", prefix: str = "", layer: int | str | None = "middle", batch_size: int = 256):
         self.spec = spec
         self.prefix, self.layer, self.batch_size = prefix, layer, batch_size
         if spec == "encoder" or spec.startswith("encoder:"):

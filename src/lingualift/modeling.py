@@ -155,14 +155,19 @@ class LinguaLiftModel(PreTrainedModel):
         dtype=None,
         alignment_kwargs: dict | None = None,
         seed: int | None = None,
+        error_context: str | None = None,
         **config_kwargs,
     ) -> "LinguaLiftModel":
-        """Build a fresh model from an encoder spec and an LLM spec (preset, path, hub id or module)."""
+        """Build a fresh model from an encoder spec and an LLM spec (preset, path, hub id or module).
+
+        `error_context` (e.g. "config.yaml: model") prefixes the field names in error messages.
+        """
+        prefix = f"{error_context}." if error_context else ""
         encoder_model, encoder_tokenizer = components.load_component(
-            encoder, components.ENCODER, tokenizer=encoder_tokenizer, dtype=dtype, where="encoder"
+            encoder, components.ENCODER, tokenizer=encoder_tokenizer, dtype=dtype, where=f"{prefix}encoder"
         )
         llm_model, llm_tokenizer = components.load_component(
-            llm, components.LLM, tokenizer=llm_tokenizer, dtype=dtype, where="llm"
+            llm, components.LLM, tokenizer=llm_tokenizer, dtype=dtype, where=f"{prefix}llm"
         )
         config = LinguaLiftConfig(
             encoder=_reference(encoder, encoder_model),

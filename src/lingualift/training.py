@@ -88,7 +88,7 @@ def build_model(config: TrainConfig, stage: str):
             model_cfg.encoder, model_cfg.llm, model_cfg.alignment, dtype=model_cfg.dtype,
             alignment_kwargs=model_cfg.alignment_kwargs, seed=config.training.seed,
             llm_sees_query=model_cfg.llm_sees_query, prompt_template=config.data.prompt_template,
-            encoder_max_length=model_cfg.encoder_max_length,
+            encoder_max_length=model_cfg.encoder_max_length, error_context=f"{config.source}: model",
         )
         model.config.llm_prefix, model.config.llm_suffix = _affixes(model_cfg, model.llm_tokenizer)
     collator = BridgeCollator.for_model(model, max_target_length=config.data.max_target_length)
@@ -287,19 +287,11 @@ class Trainer:
         self.model.train()
         self._keep_frozen_in_eval()
         while self.step < self.total_steps:
-            for micro in range(accumulation):
-                batch = self._micro_batch(self.step * accumulation + micro)
-                sync = micro == accumulation - 1
-                with self.accelerator.autocast(), (contextlib.nullcontext() if sync else self.accelerator.no_sync(self.model)):
-                    loss = self.model(**batch).loss / accumulation
-                    self.accelerator.backward(loss)
-                window_loss += loss.item()
-                window_tokens += int(sum(v.sum() for k, v in batch.items() if k.endswith("mask")))
-            if training.max_grad_norm:
-                self.accelerator.clip_grad_norm_(trainable, training.max_grad_norm)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
+            loss, tokens = self.optimizer_step(
+                [self._micro_batch(self.step * accumulation + micro) for micro in range(accumulation)], trainable
+            )
+            window_loss += loss
+            window_tokens += tokens
             self.step += 1
             window_steps += 1
             bar.update(1)
@@ -316,6 +308,23 @@ class Trainer:
         if writer:
             writer.close()
         return self.save_final()
+
+    def optimizer_step(self, micro_batches: list[dict], trainable: list[torch.nn.Parameter]) -> tuple[float, int]:
+        """Forward/backward every micro-batch, then one optimiser step; returns (loss, tokens). `bench` times this."""
+        total_loss, tokens = 0.0, 0
+        for micro, batch in enumerate(micro_batches):
+            sync = micro == len(micro_batches) - 1
+            with self.accelerator.autocast(), (contextlib.nullcontext() if sync else self.accelerator.no_sync(self.model)):
+                loss = self.model(**batch).loss / len(micro_batches)
+                self.accelerator.backward(loss)
+            total_loss += loss.item()
+            tokens += int(sum(v.sum() for k, v in batch.items() if k.endswith("mask")))
+        if self.config.training.max_grad_norm:
+            self.accelerator.clip_grad_norm_(trainable, self.config.training.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total_loss, tokens
 
     def _keep_frozen_in_eval(self) -> None:
         model = self.unwrapped

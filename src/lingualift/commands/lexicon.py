@@ -19,8 +19,9 @@ def configure(parser) -> None:
                         help="encoder[:SPEC] (the model's multilingual encoder; default encoder:default) "
                         "or vec:PATTERN (fastText .vec files, {lang} is replaced)")
     induce.add_argument("--prefix", default="", help="text put before each word for the encoder, not pooled (e5: 'query: ')")
-    induce.add_argument("--layer", type=int, default=None, help="encoder hidden layer to pool (default: last)")
-    induce.add_argument("--batch-size", type=int, default=256)
+    induce.add_argument("--layer", type=_layer, default="middle",
+                        help="encoder hidden layer to pool: an index (0 = embeddings), middle (default) or last")
+    induce.add_argument("--batch-size", type=int, default=512)
     induce.add_argument("--corpus", help="LANG=PATH list of corpora / word lists (default: wordfreq); en included")
     induce.add_argument("--init", choices=("identity", "seeds", "adversarial"), default="identity",
                         help="initial mapping (identity suits one shared encoder space; seeds/adversarial suit "
@@ -47,6 +48,12 @@ def configure(parser) -> None:
     show.add_argument("words", nargs="*", help="English words to look up (default: the first 10 entries)")
     show.add_argument("--lang", help="language code (default: from the spec)")
     show.add_argument("--data-dir", help="data directory holding muse/")
+
+
+def _layer(text: str) -> int | str | None:
+    if text in ("middle", "last"):
+        return None if text == "last" else text
+    return int(text)
 
 
 def run(args) -> int:
