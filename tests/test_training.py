@@ -155,3 +155,10 @@ def test_two_process_data_parallel_run(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 process(es)" in result.stderr
     assert (Path(config["training"]["output_dir"]) / "final" / "alignment.safetensors").is_file()
+
+
+def test_bf16_mixed_precision_step(tmp_path):
+    config = tiny_config(tmp_path, stage="align", training={"precision": "bf16", "max_steps": 1})
+    final = Trainer(config_from_dict(config)).train()
+    losses = [json.loads(line)["loss"] for line in (final.parent / "train_log.jsonl").read_text().splitlines()]
+    assert losses and all(loss == loss for loss in losses)  # finite, not NaN

@@ -16,9 +16,9 @@ import logging
 import math
 import random
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from lingualift.errors import LinguaLiftError
 from lingualift.lexicon import Lexicon, load_lexicon
@@ -42,7 +42,7 @@ class CodeSwitchSettings:
     seed: int = 0
 
     @classmethod
-    def from_dict(cls, d: dict, where: str) -> "CodeSwitchSettings":
+    def from_dict(cls, d: dict, where: str) -> CodeSwitchSettings:
         """Strict: unknown or missing keys are errors naming `where` (e.g. `config.yaml: data.codeswitch`)."""
         if not isinstance(d, dict):
             raise LinguaLiftError(f"{where}: expected a mapping with lexicons, ratio, mixing, weights, seed")
@@ -138,10 +138,13 @@ class CodeSwitchStats:
     per_lang: dict[str, LanguageStats] = field(default_factory=dict)
 
     def table(self, ratio: float) -> str:
+        rate = self.replaced / max(self.replaceable, 1)
         lines = [
-            f"{self.examples} examples, {self.words} prompt words, {self.replaceable} replaceable, "
-            f"{self.replaced} replaced: rate {self.replaced / max(self.replaceable, 1):.3f} of replaceable "
-            f"(requested {ratio}), {self.replaced / max(self.words, 1):.3f} of all words",
+            (
+                f"{self.examples} examples, {self.words} prompt words, {self.replaceable} replaceable, "
+                f"{self.replaced} replaced: rate {rate:.3f} of replaceable (requested {ratio}), "
+                f"{self.replaced / max(self.words, 1):.3f} of all words"
+            ),
             f"{'lang':<6}{'examples':>10}{'replaced':>10}{'coverage':>10}",
         ]
         for lang, stats in self.per_lang.items():
@@ -167,7 +170,7 @@ class CodeSwitcher:
         self.stats = CodeSwitchStats(per_lang={lang: LanguageStats() for lang in self.langs})
 
     @classmethod
-    def from_settings(cls, settings: CodeSwitchSettings, data_dir: str | Path | None = None) -> "CodeSwitcher":
+    def from_settings(cls, settings: CodeSwitchSettings, data_dir: str | Path | None = None) -> CodeSwitcher:
         settings.validate("codeswitch settings")
         lexicons = {lang: load_lexicon(spec, lang, data_dir) for lang, spec in settings.lexicons.items()}
         for lang, lexicon in lexicons.items():

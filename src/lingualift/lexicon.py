@@ -19,9 +19,9 @@ import hashlib
 import logging
 import re
 import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -506,6 +506,7 @@ class Induction:
     src_words: list[str]
     tgt_words: list[str]
     init_lexicon: Lexicon  # after the initial mapping only, CSLS retrieval (the baseline)
+    init_nn_lexicon: Lexicon  # the same with plain nearest-neighbour retrieval (what CSLS fixes)
     refinement_sizes: list[int]  # dictionary size used at each Procrustes step
 
 
@@ -564,6 +565,9 @@ def induce(
     else:
         mapping = adversarial_init(src, tgt, steps=adversarial_steps, seed=seed)
     init_lexicon = lexicon_from_mapping(lang, src_words, tgt_words, src @ mapping, tgt, k=k, source=f"{source} init={init}")
+    init_nn_lexicon = lexicon_from_mapping(
+        lang, src_words, tgt_words, src @ mapping, tgt, retrieval="nn", source=f"{source} init={init} nn"
+    )
     sizes = []
     for step in range(refinements):
         pairs = set(mutual_csls_pairs(src @ mapping, tgt, max_rank=max_rank, k=k)) | set(seeds)
@@ -581,6 +585,7 @@ def induce(
         src_words=list(src_words),
         tgt_words=list(tgt_words),
         init_lexicon=init_lexicon,
+        init_nn_lexicon=init_nn_lexicon,
         refinement_sizes=sizes,
     )
 

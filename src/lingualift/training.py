@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import yaml
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedType, set_seed
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
@@ -166,6 +167,9 @@ class Trainer:
         self.stage, self.policy = policy_for(config.method, config.stage, config.source)
         training = config.training
         self.output_dir = Path(training.output_dir)
+        # One process may run several stages (the pipeline, tests) with different precisions; accelerate
+        # keeps its mixed-precision setting in a process-wide singleton, so start it afresh per run.
+        AcceleratorState._reset_state(reset_partial_state=False)
         self.accelerator = Accelerator(
             mixed_precision="bf16" if training.precision == "bf16" else "no",
             cpu=not torch.cuda.is_available(),

@@ -106,20 +106,23 @@ def _induce(args) -> int:
                  "induce_s": round(finished - embedded, 1)}
         if lang in references:
             scores = {}
-            for name, lexicon in (("init", result.init_lexicon), ("refined", result.lexicon)):
+            lexicons = {"init_nn": result.init_nn_lexicon, "init": result.init_lexicon, "refined": result.lexicon}
+            for name, lexicon in lexicons.items():
                 scores[name] = lx.evaluate(lexicon, references[lang], exclude=seeds.entries,
                                            source_vocab=src_words, target_vocab=tgt_words).as_dict()
             entry["eval"] = scores
-            rows.append((lang, len(result.seeds), scores["refined"]["n"], scores["init"]["p@1"],
-                         scores["refined"]["p@1"], scores["refined"]["p@5"]))
+            rows.append((lang, len(result.seeds), scores["refined"]["n"], scores["init_nn"]["p@1"],
+                         scores["init"]["p@1"], scores["refined"]["p@1"], scores["refined"]["p@5"]))
         report["languages"][lang] = entry
         logger.info("en-%s: %s", lang, entry)
     report["total_s"] = round(time.perf_counter() - started, 1)
     write_json(out / "report.json", report)
     if rows:
-        print(f"{'lang':<6}{'seeds':>7}{'eval n':>8}{f'P@1 {args.init}':>16}{'P@1 refined':>13}{'P@5 refined':>13}")
-        for lang, n_seeds, n, init_p1, p1, p5 in rows:
-            print(f"{lang:<6}{n_seeds:>7}{n:>8}{init_p1:>16.3f}{p1:>13.3f}{p5:>13.3f}")
+        header = ["lang", "seeds", "eval n", f"P@1 {args.init} NN", f"P@1 {args.init} CSLS", "P@1 refined", "P@5 refined"]
+        print("  ".join(f"{name:>{max(len(name), 6)}}" for name in header))
+        for row in rows:
+            cells = [row[0], str(row[1]), str(row[2])] + [f"{value:.3f}" for value in row[3:]]
+            print("  ".join(f"{cell:>{max(len(name), 6)}}" for cell, name in zip(cells, header)))
     print(f"lexicons, seeds and report.json in {out} ({report['total_s']} s)")
     return 0
 

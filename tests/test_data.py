@@ -1,0 +1,77 @@
+"""Instruction formats, stage-1 target modes and the collators' segments."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lingualift.components import byte_tokenizer
+from lingualift.data import (BridgeCollator, CausalLMCollator, Example, build_examples, chat_template_affixes,
+                             normalize_record, read_instructions)
+from lingualift.errors import LinguaLiftError
+
+
+def test_record_layouts_are_normalised():
+    gsm8k = normalize_record({"question": "Q?", "answer": "Work.\n#### 5"}, "f:1")
+    alpaca = normalize_record({"instruction": "Add.", "input": "2 and 3", "output": "5"}, "f:2")
+    alpaca_no_input = normalize_record({"instruction": "Say hi.", "input": "", "output": "hi"}, "f:3")
+    metamath = normalize_record({"query": "Q2?", "response": "R"}, "f:4")
+    assert (gsm8k["question"], gsm8k["answer"]) == ("Q?", "Work.\n#### 5")
+    assert (alpaca["question"], alpaca["answer"]) == ("Add.\n\n2 and 3", "5")
+    assert alpaca_no_input["question"] == "Say hi."
+    assert (metamath["question"], metamath["answer"]) == ("Q2?", "R")
+    with pytest.raises(LinguaLiftError, match="f:9: record has keys"):
+        normalize_record({"prompt": "x"}, "f:9")
+    with pytest.raises(LinguaLiftError, match="'answer' must be a string"):
+        normalize_record({"question": "x", "answer": 5}, "f:9")
+
+
+def test_read_instructions_names_the_line(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"question": "a", "answer": "b"}) + "\n\n" + json.dumps({"q": 1}) + "\n")
+    with pytest.raises(LinguaLiftError, match=r"d.jsonl:3"):
+        list(read_instructions(path))
+    assert len(list(read_instructions(path, limit=1))) == 1
+
+
+def test_stage_one_targets():
+    record = {"question": "Wie viele apples?", "source_question": "How many apples?", "answer": "3"}
+    assert [e.target for e in build_examples([record], "plain", "response")] == ["3"]
+    assert [e.target for e in build_examples([record], "plain", "source")] == ["How many apples?"]
+    both = build_examples([record], "plain", "both")
+    assert [e.target for e in both] == ["3", "How many apples?"]
+    assert all(e.prompt == "Wie viele apples?" for e in both)
+    with pytest.raises(LinguaLiftError, match="data.target"):
+        build_examples([record], "plain", "everything")
+
+
+def test_bridge_collator_segments():
+    tokenizer = byte_tokenizer(add_eos=False)
+    collator = BridgeCollator(byte_tokenizer(add_eos=True), tokenizer, llm_sees_query=True, llm_suffix="A:")
+    batch = collator([Example("ab", "c"), Example("abcd", "de")])
+    assert batch["prefix_ids"].tolist() == [[1], [1]]  # the LLM's bos
+    assert batch["encoder_attention_mask"].sum(1).tolist() == [4, 6]  # <s> text </s>
+    assert batch["suffix_mask"].sum(1).tolist() == [2 + 2, 4 + 2]  # query tokens + "A:"
+    assert batch["target_mask"].sum(1).tolist() == [2, 3]  # target + eos
+    assert batch["target_ids"][0, 1] == tokenizer.eos_token_id
+    assert "target_ids" not in collator([Example("ab")])
+
+
+def test_causal_collator_labels_only_the_target():
+    tokenizer = byte_tokenizer(add_eos=False)
+    batch = CausalLMCollator(tokenizer)([Example("abc", "d"), Example("a", "de")], left_pad=True)
+    labels = batch["labels"]
+    assert (labels != -100).sum(1).tolist() == [2, 3]
+    assert batch["attention_mask"].sum(1).tolist() == [1 + 3 + 2, 1 + 1 + 3]
+    assert batch["attention_mask"][1, 0] == 0  # left padding
+
+
+def test_chat_template_affixes():
+    tokenizer = byte_tokenizer(add_eos=False)
+    tokenizer.chat_template = ("{% for m in messages %}<|user|>{{ m['content'] }}<|end|>{% endfor %}"
+                               "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    assert chat_template_affixes(tokenizer) == ("<|user|>", "<|end|><|assistant|>")
+    tokenizer.chat_template = None
+    with pytest.raises(LinguaLiftError, match="no chat template"):
+        chat_template_affixes(tokenizer)
