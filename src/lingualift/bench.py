@@ -5,8 +5,8 @@ Training: for every stage and baseline (`align`, `task-full`, `task-lora`, `lang
 step (`Trainer.optimizer_step`) is timed on a fixed batch. Each is paired with the *bare* step on the same
 tokens: the encoder forward plus the LLM forward/backward on the already-packed input embeddings, with the
 same optimiser, so `overhead = wrapper / bare - 1` is what the LinguaLIFT wrapper (packing, alignment
-layer, collation excluded) adds. Wrapper and bare steps alternate and medians are reported, because the
-machine has bursts where everything runs 10-40x slower. `achieved` is the model FLOPs of a step
+layer, loss; collation is timed apart) adds. Wrapper and bare steps alternate; step times are medians and
+the overhead is the median of adjacent pairs' ratios, because a shared machine has slow bursts. `achieved` is the model FLOPs of a step
 (analytic, see `step_flops`) per second over the machine's measured dense matmul rate.
 
 Generation: `BridgeGenerator` decoding a fixed number of new tokens (`min_new_tokens`, so EOS never
@@ -51,7 +51,7 @@ STAGES = {  # name -> (method, stage, tuning)
     "sft": ("sft", "task", "full"),
 }
 FILLER = ("Maria kauft 3 Äpfel und 4 Birnen. 小明有五个苹果。 Combien de pommes reste-t-il ? "
-          "Ramu ke paas 12 kele hain. ") * 64  # long, multilingual: truncation gives exact lengths
+          "Ramu ke paas 12 kele hain. ") * 30  # long, multilingual: truncation gives exact lengths
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12}
 
 
@@ -65,8 +65,8 @@ class BenchSettings:
     target_length: int = 128
     repeats: int = 5
     eval_batch_sizes: tuple[int, ...] = (1, 8, 32)
-    new_tokens: int = 32
-    eval_repeats: int = 3
+    new_tokens: int = 64
+    eval_repeats: int = 2
     precision: str = "fp32"
     gradient_checkpointing: bool = False
     device: str = "cpu"
@@ -77,7 +77,7 @@ class BenchSettings:
 
     @classmethod
     def quick(cls, **overrides) -> "BenchSettings":
-        values = dict(batch_size=4, encoder_length=48, target_length=48, repeats=3, new_tokens=16, eval_repeats=2)
+        values = dict(batch_size=2, encoder_length=32, target_length=32, repeats=2, new_tokens=32, eval_repeats=1)
         values.update(overrides)
         return cls(**values)
 
@@ -217,7 +217,8 @@ def _train_config(settings: BenchSettings, name: str, workdir: Path):
     raw = {
         "method": method,
         "stage": stage,
-        "model": {"encoder": settings.encoder, "llm": settings.llm, "encoder_max_length": settings.encoder_length},
+        "model": {"encoder": settings.encoder, "llm": settings.llm, "encoder_max_length": settings.encoder_length,
+                  "alignment": "linear" if method == "langbridge" else "mlp"},
         "data": {"train": str(data), "max_target_length": settings.target_length},
         "training": {"output_dir": str(workdir / name), "tuning": tuning, "batch_size": settings.batch_size,
                      "max_steps": 10**6, "precision": settings.precision, "tensorboard": False,
@@ -294,7 +295,7 @@ def bench_training_stage(settings: BenchSettings, name: str, workdir: Path, rate
         flops = step_flops(None, None, model, settings.batch_size, 0, llm_length)
     wrapper = lambda: trainer.optimizer_step([batch], trainable)  # noqa: E731
     bare = _bare_step(trainer, batch, trainable)
-    wrapper(), bare()  # warm-up: optimiser state, allocator, lazy initialisation
+    wrapper()  # warm-up: optimiser state, allocator, lazy initialisation
     wrapper_times, bare_times = [], []
     with PeakMemory(device) as memory:
         wrapper_times.append(_timed(wrapper, device))
@@ -316,7 +317,8 @@ def bench_training_stage(settings: BenchSettings, name: str, workdir: Path, rate
         "step_times": wrapper_times,
         "bare_times": bare_times,
         "tokens_per_s": tokens / step_s,
-        "overhead": step_s / bare_s - 1,
+        # Paired (adjacent) ratios: a slow burst hits both steps of a pair, so their ratio stays honest.
+        "overhead": statistics.median(w / b for w, b in zip(wrapper_times, bare_times)) - 1,
         "model_flops": flops,
         "achieved": flops / step_s / rate,
         "mfu": flops / step_s / peak if peak else None,
@@ -349,7 +351,7 @@ def bench_generation(settings: BenchSettings, model=None) -> list[dict]:
     device = generator.device
     options = dict(max_new_tokens=settings.new_tokens, min_new_tokens=settings.new_tokens, do_sample=False)
     results = []
-    for batch_size in tqdm(settings.eval_batch_sizes, desc="generate", leave=False):
+    for index, batch_size in enumerate(tqdm(settings.eval_batch_sizes, desc="generate", leave=False)):
         examples = generator._examples([FILLER] * batch_size)
         batch = generator._to_device(generator._collate(examples, left_pad=True))
 
@@ -357,7 +359,8 @@ def bench_generation(settings: BenchSettings, model=None) -> list[dict]:
             with torch.inference_mode():
                 generator.tokenizer.batch_decode(generator._generate(batch, options), skip_special_tokens=True)
 
-        run()  # warm-up
+        if index == 0:
+            run()  # warm-up
         with PeakMemory(device) as memory:
             times = [_timed(run, device)]
         times += [_timed(run, device) for _ in range(settings.eval_repeats - 1)]

@@ -126,7 +126,6 @@ class LinguaLiftModel(PreTrainedModel):
     base_model_prefix = "lingualift"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
-    _no_split_modules: list[str] = []
 
     def __init__(self, config: LinguaLiftConfig, encoder: PreTrainedModel | None = None,
                  llm: PreTrainedModel | None = None):
@@ -138,6 +137,10 @@ class LinguaLiftModel(PreTrainedModel):
             components.hidden_size(self.encoder.config),
             self.llm.get_input_embeddings().embedding_dim,
             **config.alignment_kwargs,
+        )
+        # FSDP's transformer-based wrapping and device maps look here for the blocks not to split.
+        self._no_split_modules = sorted(
+            {name for part in (self.encoder, self.llm) for name in (getattr(part, "_no_split_modules", None) or [])}
         )
         self.encoder_tokenizer = None
         self.llm_tokenizer = None
@@ -257,20 +260,31 @@ class LinguaLiftModel(PreTrainedModel):
         suffix_mask: torch.Tensor,
         target_ids: torch.Tensor | None = None,
         target_mask: torch.Tensor | None = None,
+        targets_only: bool = False,
         **llm_kwargs,
     ) -> CausalLMOutputWithPast:
-        """Teacher-forced pass; `loss` is next-token cross-entropy over target (response + eos) tokens."""
+        """Teacher-forced pass; `loss` is next-token cross-entropy over target (response + eos) tokens.
+
+        `targets_only=True` (training) runs the LM head only over the window of positions that predict a
+        target token: the same loss without the vocabulary projection of the soft prompt and prefix;
+        `logits` and `labels` then cover that window only.
+        """
         packed = self.pack(encoder_input_ids, encoder_attention_mask, prefix_ids, prefix_mask, suffix_ids,
                            suffix_mask, target_ids, target_mask)
+        labels = packed.labels
+        if targets_only and labels is not None and (labelled := (labels != IGNORE_INDEX).any(0).nonzero()).numel():
+            # Logits at p predict the label at p + 1; the window's last logit predicts nothing.
+            window = torch.arange(int(labelled[0]) - 1, int(labelled[-1]) + 1, device=labels.device)
+            llm_kwargs["logits_to_keep"], labels = window, labels[:, window]
         output = self.llm(
             inputs_embeds=packed.inputs_embeds,
             attention_mask=packed.attention_mask,
             position_ids=packed.position_ids,
-            labels=packed.labels,
+            labels=labels,
             use_cache=False,
             **llm_kwargs,
         )
-        output["labels"] = packed.labels
+        output["labels"] = labels
         return output
 
     @torch.no_grad()

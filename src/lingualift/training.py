@@ -202,6 +202,8 @@ class Trainer:
                                   num_warmup_steps=int(warmup * self.total_steps),
                                   num_training_steps=self.total_steps)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        # Only the loss is needed: skip the vocabulary projection outside the target window.
+        self._forward_options = {"targets_only": True} if isinstance(model, LinguaLiftModel) else {}
         self.step = 0
 
     def _prompt_template(self, model) -> str:
@@ -319,7 +321,7 @@ class Trainer:
         for micro, batch in enumerate(micro_batches):
             sync = micro == len(micro_batches) - 1
             with self.accelerator.autocast(), (contextlib.nullcontext() if sync else self.accelerator.no_sync(self.model)):
-                loss = self.model(**batch).loss / len(micro_batches)
+                loss = self.model(**batch, **self._forward_options).loss / len(micro_batches)
                 self.accelerator.backward(loss)
             total_loss += loss.item()
             tokens += int(sum(v.sum() for k, v in batch.items() if k.endswith("mask")))

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The first small experiment (see README.md). Run from the repository root:
+#   nohup bash experiments/small/run.sh probe > experiments/small/results/probe.log 2>&1 &
+#   nohup bash experiments/small/run.sh main  > experiments/small/results/main.log  2>&1 &
+#   bash experiments/small/run.sh ablations   (only if time remains)
+# Checkpoints go to runs/small/ (git-ignored); small results (json/md/png/logs) to experiments/small/results/.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=1
+PY=.venv/bin/python
+LL=.venv/bin/lingualift
+DATA=${LINGUALIFT_DATA_DIR:-../shared/data}
+R=experiments/small/results
+C=experiments/small/configs
+mkdir -p "$R" runs/small
+stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
+
+probe() {
+  # (1) Does the soft prompt carry content? Overfit 8 items; right- vs mismatched-question NLL every 10 steps.
+  for spec in "response_lr3e-3:--target response --lr 3e-3" "source_lr3e-3:--target source --lr 3e-3"; do
+    name=${spec%%:*}; stamp "probe $name"
+    # shellcheck disable=SC2086
+    $PY experiments/small/probe.py --name "$name" ${spec#*:} --steps 30 --eval-every 10 --data "$DATA/gsm8k/train.jsonl"
+  done
+  $PY experiments/small/summarize.py probe
+}
+
+prepare_data() {
+  # Same GSM8K train rows for every method: English (stage 2, langbridge, sft) and code-switched (stage 1).
+  $PY experiments/small/prepare_data.py --data-dir "$DATA" --out runs/small/data --examples 400
+}
+
+evaluate() {  # $1 = model dir or spec, $2 = name
+  stamp "eval $2"
+  $PY experiments/small/evaluate.py --model "$1" --name "$2" --data-dir "$DATA" --out runs/small/eval/"$2" \
+    --limit 4 --max-new-tokens 64 --diag-limit 10 --results "$R"
+}
+
+main_comparison() {
+  # (2) LinguaLIFT vs langbridge vs sft vs zero-shot SmolLM2, same data, same number of optimiser steps (40).
+  prepare_data
+  stamp "zero-shot"; evaluate "$($PY -c 'from lingualift.assets import default_llm_dir; print(default_llm_dir())')" zeroshot
+  stamp "lingualift stage 1"; $LL train $C/lingualift_align.yaml
+  stamp "lingualift stage 2"; $LL train $C/lingualift_task.yaml
+  evaluate runs/small/lingualift_task/final lingualift
+  stamp "langbridge"; $LL train $C/langbridge.yaml
+  evaluate runs/small/langbridge/final langbridge
+  stamp "sft"; $LL train $C/sft.yaml
+  evaluate runs/small/sft/final sft
+  $PY experiments/small/summarize.py main
+  stamp "main comparison done"
+}
+
+ablations() {
+  # (3) Stage-1 ablations with the probe (content gap on held-out items), only if time remains.
+  for spec in "plain_english:--target response --lr 3e-3 --plain-english" "linear:--target response --lr 3e-3 --alignment linear" \
+              "chat_template:--target response --lr 3e-3 --chat-template"; do
+    name=${spec%%:*}; stamp "ablation $name"
+    # shellcheck disable=SC2086
+    $PY experiments/small/probe.py --name "$name" ${spec#*:} --steps 30 --eval-every 10 --data "$DATA/gsm8k/train.jsonl" || true
+  done
+  $PY experiments/small/summarize.py probe
+}
+
+case "${1:-all}" in
+  probe) probe ;;
+  main) main_comparison ;;
+  ablations) ablations ;;
+  all) probe; main_comparison; ablations ;;
+  *) echo "usage: $0 [probe|main|ablations|all]" >&2; exit 2 ;;
+esac
