@@ -97,6 +97,10 @@ def test_word_list_from_corpus_and_wordfreq(tmp_path):
         lx.word_list("xx", 10)
 
 
+def test_native_mask_drops_english_words_from_other_language_lists():
+    assert lx.native_mask(["dog", "hund", "die", "3"], "de").tolist() == [False, True, True, True]
+
+
 def test_read_vec(tmp_path):
     path = write(tmp_path / "de.vec", "3 2\nhund 1 0\nkatze 0 1\nhund 5 5\n")
     words, vectors = lx.read_vec(path)

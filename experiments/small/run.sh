@@ -17,10 +17,10 @@ stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
 
 probe() {
   # (1) Does the soft prompt carry content? Overfit 8 items; right- vs mismatched-question NLL every 10 steps.
-  for spec in "response_lr3e-3:--target response --lr 3e-3" "source_lr3e-3:--target source --lr 3e-3"; do
+  for spec in "response_lr3e-3:--target response --lr 3e-3 --steps 30" "source_lr3e-3:--target source --lr 3e-3 --steps 20"; do
     name=${spec%%:*}; stamp "probe $name"
     # shellcheck disable=SC2086
-    $PY experiments/small/probe.py --name "$name" ${spec#*:} --steps 30 --eval-every 10 --data "$DATA/gsm8k/train.jsonl"
+    $PY experiments/small/probe.py --name "$name" ${spec#*:} --eval-every 10 --data "$DATA/gsm8k/train.jsonl"
   done
   $PY experiments/small/summarize.py probe
 }
@@ -33,11 +33,11 @@ prepare_data() {
 evaluate() {  # $1 = model dir or spec, $2 = name
   stamp "eval $2"
   $PY experiments/small/evaluate.py --model "$1" --name "$2" --data-dir "$DATA" --out runs/small/eval/"$2" \
-    --limit 4 --max-new-tokens 64 --diag-limit 10 --results "$R"
+    --limit 2 --max-new-tokens 48 --diag-limit 6 --results "$R"
 }
 
 main_comparison() {
-  # (2) LinguaLIFT vs langbridge vs sft vs zero-shot SmolLM2, same data, same number of optimiser steps (40).
+  # (2) LinguaLIFT vs langbridge vs sft vs zero-shot SmolLM2, same data, same number of optimiser steps (24, batch 4).
   prepare_data
   stamp "zero-shot"; evaluate "$($PY -c 'from lingualift.assets import default_llm_dir; print(default_llm_dir())')" zeroshot
   stamp "lingualift stage 1"; $LL train $C/lingualift_align.yaml
@@ -53,11 +53,10 @@ main_comparison() {
 
 ablations() {
   # (3) Stage-1 ablations with the probe (content gap on held-out items), only if time remains.
-  for spec in "plain_english:--target response --lr 3e-3 --plain-english" "linear:--target response --lr 3e-3 --alignment linear" \
-              "chat_template:--target response --lr 3e-3 --chat-template"; do
+  for spec in "linear:--target response --lr 3e-3 --alignment linear" "chat_template:--target response --lr 3e-3 --chat-template"; do
     name=${spec%%:*}; stamp "ablation $name"
     # shellcheck disable=SC2086
-    $PY experiments/small/probe.py --name "$name" ${spec#*:} --steps 30 --eval-every 10 --data "$DATA/gsm8k/train.jsonl" || true
+    $PY experiments/small/probe.py --name "$name" ${spec#*:} --steps 20 --eval-every 10 --data "$DATA/gsm8k/train.jsonl" || true
   done
   $PY experiments/small/summarize.py probe
 }

@@ -6,8 +6,9 @@ step (`Trainer.optimizer_step`) is timed on a fixed batch. Each is paired with t
 tokens: the encoder forward plus the LLM forward/backward on the already-packed input embeddings, with the
 same optimiser, so `overhead = wrapper / bare - 1` is what the LinguaLIFT wrapper (packing, alignment
 layer, loss; collation is timed apart) adds. Wrapper and bare steps alternate; step times are medians and
-the overhead is the median of adjacent pairs' ratios, because a shared machine has slow bursts. `achieved` is the model FLOPs of a step
-(analytic, see `step_flops`) per second over the machine's measured dense matmul rate.
+the overhead is the median of adjacent pairs' ratios, because a shared machine has slow bursts. `achieved`
+is the model FLOPs of a step (analytic, see `step_flops`) per second over the machine's best measured dense
+matmul rate.
 
 Generation: `BridgeGenerator` decoding a fixed number of new tokens (`min_new_tokens`, so EOS never
 shortens a row) at batch sizes 1, 8, 32; tokens/s and the ratio to batch 1.
@@ -22,7 +23,9 @@ Tokens are LLM input positions (soft prompt, prefix, target), the sequence the L
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
+import json
 import logging
 import os
 import platform
@@ -76,7 +79,7 @@ class BenchSettings:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def quick(cls, **overrides) -> "BenchSettings":
+    def quick(cls, **overrides) -> BenchSettings:
         values = dict(batch_size=2, encoder_length=32, target_length=32, repeats=2, new_tokens=32, eval_repeats=1)
         values.update(overrides)
         return cls(**values)
@@ -141,14 +144,15 @@ def _timed(function, device: torch.device) -> float:
 
 
 def matmul_rate(device: torch.device, dtype: torch.dtype, repeats: int = 10) -> float:
-    """Median dense matmul FLOP/s of this machine (square matrices, the given dtype)."""
+    """Dense matmul FLOP/s of this machine: square matrices, the given dtype, best of `repeats` (its capability,
+    not its current load)."""
     size = 4096 if device.type == "cuda" else 1024
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     for _ in range(2):
         a @ b
     times = [_timed(lambda: a @ b, device) for _ in range(repeats)]
-    return 2 * size**3 / statistics.median(times)
+    return 2 * size**3 / min(times)
 
 
 def nominal_peak(device: torch.device) -> float | None:
@@ -168,9 +172,10 @@ def _linear_params(module: nn.Module | None, trainable_only: bool = False) -> in
 
 def _attention(config) -> tuple[int, int]:
     """(layers, attention width) of a transformer config."""
-    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "num_layers")
-    heads = getattr(config, "num_attention_heads", None) or getattr(config, "num_heads")
-    head_dim = getattr(config, "head_dim", None) or getattr(config, "d_kv", None) or components.hidden_size(config) // heads
+    layers = getattr(config, "num_hidden_layers", None) or config.num_layers
+    heads = getattr(config, "num_attention_heads", None) or config.num_heads
+    head_dim = (getattr(config, "head_dim", None) or getattr(config, "d_kv", None)
+                or components.hidden_size(config) // heads)
     return int(layers), int(heads * head_dim)
 
 
@@ -213,7 +218,7 @@ def _train_config(settings: BenchSettings, name: str, workdir: Path):
     data = workdir / "train.jsonl"
     if not data.exists():
         with atomic_write(data) as handle:
-            handle.write('{"question": "%s", "answer": "%s"}\n' % (FILLER, FILLER))
+            handle.write(json.dumps({"question": FILLER, "answer": FILLER}) + "\n")
     raw = {
         "method": method,
         "stage": stage,
@@ -245,7 +250,8 @@ def _bare_step(trainer, batch: dict, trainable: list) -> callable:
                       "position_ids": packed.position_ids, "labels": packed.labels}
         encoder = model.encoder
         llm = model.llm
-    encoder_inputs = {"input_ids": batch.get("encoder_input_ids"), "attention_mask": batch.get("encoder_attention_mask")}
+    encoder_inputs = {"input_ids": batch.get("encoder_input_ids"),
+                      "attention_mask": batch.get("encoder_attention_mask")}
 
     def step():
         with trainer.accelerator.autocast():
@@ -279,7 +285,7 @@ def bench_training_stage(settings: BenchSettings, name: str, workdir: Path, rate
     if isinstance(trainer.collator, CausalLMCollator):
         trainer.collator.max_length = settings.encoder_length  # the sft LLM reads the prompt itself
     examples = [Example(FILLER, FILLER)] * settings.batch_size
-    collate_s = _timed(lambda: trainer.collator(examples), torch.device("cpu"))
+    collate_s = _timed(functools.partial(trainer.collator, examples), torch.device("cpu"))
     batch = {k: v.to(device) for k, v in trainer.collator(examples).items()}
     trainable = [p for p in trainer.model.parameters() if p.requires_grad]
     trainer.model.train()
@@ -293,16 +299,15 @@ def bench_training_stage(settings: BenchSettings, name: str, workdir: Path, rate
     else:
         llm_length = batch["input_ids"].shape[1]
         flops = step_flops(None, None, model, settings.batch_size, 0, llm_length)
-    wrapper = lambda: trainer.optimizer_step([batch], trainable)  # noqa: E731
+    wrapper = functools.partial(trainer.optimizer_step, [batch], trainable)
     bare = _bare_step(trainer, batch, trainable)
-    wrapper()  # warm-up: optimiser state, allocator, lazy initialisation
+    with PeakMemory(device) as memory:  # warm-up step: optimiser state, allocator, lazy initialisation
+        wrapper()
     wrapper_times, bare_times = [], []
-    with PeakMemory(device) as memory:
-        wrapper_times.append(_timed(wrapper, device))
-    for _ in tqdm(range(settings.repeats - 1), desc=f"train {name}", leave=False):
-        bare_times.append(_timed(bare, device))
-        wrapper_times.append(_timed(wrapper, device))
-    bare_times.append(_timed(bare, device))
+    for repeat in tqdm(range(settings.repeats), desc=f"train {name}", leave=False):
+        pair = [(wrapper, wrapper_times), (bare, bare_times)]
+        for function, times in pair[:: 1 if repeat % 2 else -1]:  # alternate the order: no position bias
+            times.append(_timed(function, device))
     tokens = settings.batch_size * llm_length
     step_s, bare_s = statistics.median(wrapper_times), statistics.median(bare_times)
     result = {
@@ -355,7 +360,7 @@ def bench_generation(settings: BenchSettings, model=None) -> list[dict]:
         examples = generator._examples([FILLER] * batch_size)
         batch = generator._to_device(generator._collate(examples, left_pad=True))
 
-        def run():
+        def run(batch=batch):
             with torch.inference_mode():
                 generator.tokenizer.batch_decode(generator._generate(batch, options), skip_special_tokens=True)
 
@@ -425,7 +430,8 @@ def paper_presets(settings: BenchSettings, device: torch.device):
         with torch.device(device), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             if role == components.LLM:
-                model = AutoModelForCausalLM.from_config(llm_config, dtype=torch.bfloat16, attn_implementation=attention)
+                model = AutoModelForCausalLM.from_config(llm_config, dtype=torch.bfloat16,
+                                                         attn_implementation=attention)
             else:
                 model = MT5EncoderModel._from_config(encoder_config, dtype=torch.bfloat16)
         return model, tokenizer
@@ -510,22 +516,23 @@ def markdown(report: dict) -> str:
              f"{report['matmul_flops'] / 1e9:.1f} GFLOP/s.", ""]
     settings = report["settings"]
     if report["training"]:
-        lines += [f"Training (encoder `{settings['encoder']}`, LLM `{settings['llm']}`, batch {settings['batch_size']}, "
-                  f"{settings['encoder_length']} encoder + {settings['target_length']} target tokens, "
-                  f"{settings['precision']}, medians of {settings['repeats']}):", "",
-                  "| stage | trainable params | LLM tokens/step | step s | bare step s | overhead | tokens/s "
-                  "| achieved of matmul | MFU | peak memory MiB | collate ms |",
+        lines += [(f"Training (encoder `{settings['encoder']}`, LLM `{settings['llm']}`, "
+                   f"batch {settings['batch_size']}, {settings['encoder_length']} encoder + "
+                   f"{settings['target_length']} target tokens, {settings['precision']}, "
+                   f"medians of {settings['repeats']}):"), "",
+                  ("| stage | trainable params | LLM tokens/step | step s | bare step s | overhead | tokens/s "
+                   "| achieved of matmul | MFU | peak memory MiB | collate ms |"),
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in report["training"]:
             mfu = f"{100 * row['mfu']:.1f}%" if row["mfu"] is not None else "–"
-            lines.append(f"| {row['stage']} | {row['trainable_params']:,} | {row['llm_tokens']} | {row['step_s']:.3f} "
-                         f"| {row['bare_s']:.3f} | {100 * row['overhead']:+.1f}% | {row['tokens_per_s']:.0f} "
-                         f"| {100 * row['achieved']:.1f}% | {mfu} | {row['peak_memory_mb']:.0f} "
+            lines.append(f"| {row['stage']} | {row['trainable_params']:,} | {row['llm_tokens']} "
+                         f"| {row['step_s']:.3f} | {row['bare_s']:.3f} | {100 * row['overhead']:+.1f}% "
+                         f"| {row['tokens_per_s']:.0f} | {100 * row['achieved']:.1f}% | {mfu} | {row['peak_memory_mb']:.0f} "
                          f"| {1000 * row['collate_s']:.1f} |")
         lines.append("")
     if report["generation"]:
-        lines += [f"Generation (greedy, {settings['new_tokens']} new tokens per row, medians of "
-                  f"{settings['eval_repeats']}):", "",
+        lines += [(f"Generation (greedy, {settings['new_tokens']} new tokens per row, medians of "
+                   f"{settings['eval_repeats']}):"), "",
                   "| batch | tokens/s | × batch 1 | s per batch | peak memory MiB |", "|---:|---:|---:|---:|---:|"]
         for row in report["generation"]:
             lines.append(f"| {row['batch_size']} | {row['tokens_per_s']:.1f} | {row['speedup_vs_first']:.2f} "

@@ -208,6 +208,18 @@ def word_list(lang: str, n: int, corpus: str | Path | None = None) -> list[str]:
     return words
 
 
+def native_mask(words: Sequence[str], lang: str) -> np.ndarray:
+    """True for words at least as frequent in `lang` as in English (by `wordfreq`), and numerals.
+
+    Web word lists of other languages hold many English words (`dog`, `sale` in German); in one shared
+    encoder space an English query retrieves them as its own "translation", useless for code-switching.
+    """
+    import wordfreq
+
+    native, english = wordfreq.get_frequency_dict(lang), wordfreq.get_frequency_dict("en")
+    return np.array([is_numeral(w) or native.get(w, 0.0) >= english.get(w, 0.0) for w in words], dtype=bool)
+
+
 def read_vec(path: str | Path, max_words: int | None = None) -> tuple[list[str], np.ndarray]:
     """Read a fastText `.vec` file (header `count dim`, then `word v1 … vd`), most frequent first."""
     path = require_file(path, "word vector file")
@@ -612,7 +624,9 @@ class VectorSource:
     own (frequency-ordered) vocabulary is the word list.
     """
 
-    def __init__(self, spec: str = "encoder", prefix: str = "", layer: int | str | None = "middle", batch_size: int = 256):
+    def __init__(
+        self, spec: str = "encoder", prefix: str = "", layer: int | str | None = "middle", batch_size: int = 256
+    ):
         self.spec = spec
         self.prefix, self.layer, self.batch_size = prefix, layer, batch_size
         if spec == "encoder" or spec.startswith("encoder:"):

@@ -12,7 +12,8 @@ def _ints(text: str) -> tuple[int, ...]:
 def configure(parser) -> None:
     parser.add_argument("--encoder", default="default", help="encoder spec (preset, dir, hub id); default: default")
     parser.add_argument("--llm", default="default", help="LLM spec (preset, dir, hub id); default: default")
-    parser.add_argument("--output", default=DEFAULT_OUTPUT, help=f"directory for bench.json / bench.md ({DEFAULT_OUTPUT})")
+    parser.add_argument("--output", default=DEFAULT_OUTPUT,
+                        help=f"directory for bench.json / bench.md ({DEFAULT_OUTPUT})")
     parser.add_argument("--quick", action="store_true", help="small shapes and few repeats (< 2 min on 2 CPU cores)")
     parser.add_argument("--stages", help="comma-separated subset of align,task-full,task-lora,langbridge,sft")
     parser.add_argument("--batch-size", type=int, help="training batch size")

@@ -28,6 +28,8 @@ def configure(parser) -> None:
                         "separately trained vectors)")
     induce.add_argument("--refinements", type=int, default=5, help="Procrustes refinement steps (default 5)")
     induce.add_argument("--knn", type=int, default=10, help="CSLS neighbourhood size k (default 10)")
+    induce.add_argument("--keep-english", action="store_true",
+                        help="keep target-list words that are more frequent in English (wordfreq) than in the language")
     induce.add_argument("--no-center", action="store_true", help="do not mean-centre vectors before mapping")
     induce.add_argument("--reference", default="muse:{lang}",
                         help="reference dictionary for P@k ({lang} replaced; default muse:{lang}); 'none' to skip")
@@ -41,6 +43,8 @@ def configure(parser) -> None:
     evaluate.add_argument("--exclude", help="seed TSV whose English words are not scored (from `induce`)")
     evaluate.add_argument("--words", type=int,
                           help="score only words in both wordfreq top-N lists (reproduces `induce`'s numbers)")
+    evaluate.add_argument("--keep-english", action="store_true",
+                          help="with --words: as `induce --keep-english`, keep English-dominant target words")
     evaluate.add_argument("--data-dir", help="data directory holding muse/")
 
     show = sub.add_parser("show", help="print a lexicon's size and the translations of some words")
@@ -70,6 +74,8 @@ def _langs(text: str) -> list[str]:
 
 
 def _induce(args) -> int:
+    import wordfreq
+
     from lingualift import lexicon as lx
     from lingualift.codeswitch import parse_mapping
     from lingualift.errors import LinguaLiftError
@@ -92,6 +98,12 @@ def _induce(args) -> int:
     for lang in langs:
         begin = time.perf_counter()
         tgt_words, tgt_vectors = source.words_and_vectors(lang, args.words, corpora.get(lang))
+        dropped = 0
+        if not args.keep_english and lang in wordfreq.available_languages():
+            keep = lx.native_mask(tgt_words, lang)
+            dropped = int((~keep).sum())
+            tgt_words, tgt_vectors = [w for w, k in zip(tgt_words, keep) if k], tgt_vectors[keep]
+            logger.info("en-%s: dropped %d target words more frequent in English", lang, dropped)
         embedded = time.perf_counter()
         result = lx.induce(lang, src_words, src_vectors, tgt_words, tgt_vectors, init=args.init,
                            refinements=args.refinements, k=args.knn, center=not args.no_center, source=args.vectors)
@@ -101,7 +113,7 @@ def _induce(args) -> int:
         for word, translation in result.seeds:
             seeds.add(word, translation)
         lx.write_tsv(seeds, out / f"en-{lang}.seeds.tsv")
-        entry = {"words": [len(src_words), len(tgt_words)], "seeds": len(result.seeds),
+        entry = {"words": [len(src_words), len(tgt_words)], "english_dropped": dropped, "seeds": len(result.seeds),
                  "refinement_pairs": result.refinement_sizes, "embed_s": round(embedded - begin, 1),
                  "induce_s": round(finished - embedded, 1)}
         if lang in references:
@@ -136,7 +148,10 @@ def _eval(args) -> int:
     exclude = lx.load_lexicon(args.exclude, lang).entries if args.exclude else ()
     vocab = {}
     if args.words:
-        vocab = {"source_vocab": lx.word_list("en", args.words), "target_vocab": lx.word_list(lang, args.words)}
+        target = lx.word_list(lang, args.words)
+        if not args.keep_english:
+            target = [word for word, keep in zip(target, lx.native_mask(target, lang)) if keep]
+        vocab = {"source_vocab": lx.word_list("en", args.words), "target_vocab": target}
     result = lx.evaluate(predicted, reference, exclude=exclude, **vocab)
     print(f"en-{lang}: P@1 {result.p_at_1:.3f}  P@5 {result.p_at_5:.3f}  over {result.n} reference words "
           f"({result.excluded} seed words excluded)")
