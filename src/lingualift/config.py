@@ -88,16 +88,21 @@ class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     training: TrainingSection = field(default_factory=TrainingSection)
-    source: str = "config"  # where the config came from, for error messages
+    source: str = "config"  # where the config came from, for error messages (not a YAML key)
+    data_dir: str | None = None  # --data-dir of the run, for `muse:XX` lexicon specs (not a YAML key)
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out.pop("source")
+        out.pop("data_dir")
         return out
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] | None = None,
-                data_dir: str | None = None) -> TrainConfig:
+_RUNTIME_FIELDS = ("source", "data_dir")
+
+
+def read_yaml_with_overrides(path: str | os.PathLike, overrides: list[str] | None = None) -> dict:
+    """Read a YAML mapping and apply `--set a.b=value` overrides; errors name the file and line."""
     path = Path(path)
     if not path.is_file():
         raise LinguaLiftError(f"config file not found: {path}")
@@ -111,13 +116,18 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None,
         raise LinguaLiftError(f"{path}: the top level must be a mapping of sections")
     for override in overrides or []:
         _apply_override(raw, override, path)
-    return config_from_dict(raw, str(path), data_dir=data_dir)
+    return raw
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None,
+                data_dir: str | None = None) -> TrainConfig:
+    return config_from_dict(read_yaml_with_overrides(path, overrides), str(path), data_dir=data_dir)
 
 
 def config_from_dict(raw: dict, source: str = "config", data_dir: str | None = None) -> TrainConfig:
     raw = _substitute(raw, data_dir, source)
     config = _build(TrainConfig, raw, source, "")
-    config.source = source
+    config.source, config.data_dir = source, data_dir
     _validate(config)
     return config
 
@@ -148,7 +158,7 @@ def _substitute(value: Any, data_dir: str | None, source: str) -> Any:
 def _build(cls, raw: Any, source: str, prefix: str):
     if not isinstance(raw, dict):
         raise LinguaLiftError(f"{source}: {prefix or 'top level'}: expected a mapping, got {raw!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in _RUNTIME_FIELDS}
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in raw.items():

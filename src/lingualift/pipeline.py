@@ -40,6 +40,7 @@ from typing import Any, Callable
 import yaml
 
 from lingualift import __version__
+from lingualift.config import read_yaml_with_overrides
 from lingualift.errors import LinguaLiftError
 from lingualift.io import atomic_write, iter_jsonl, read_json, write_json, write_jsonl
 
@@ -103,32 +104,10 @@ def load_pipeline_config(path: str | os.PathLike | None = None, overrides: list[
     path = Path(path) if path else default_config_path()
     if not path.is_file():
         raise LinguaLiftError(f"pipeline config not found: {path} (pass a YAML file, e.g. {DEFAULT_CONFIG})")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise LinguaLiftError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(raw, dict):
-        raise LinguaLiftError(f"{path}: the top level must be a mapping of sections")
-    for override in overrides or []:
-        _apply_override(raw, override)
+    raw = read_yaml_with_overrides(path, overrides)
     config = _merge(copy.deepcopy(DEFAULTS), raw, str(path), "")
     _check(config, str(path))
     return config
-
-
-def _apply_override(raw: dict, override: str) -> None:
-    if "=" not in override:
-        raise LinguaLiftError(f"--set {override!r}: expected section.key=value")
-    key, value = override.split("=", 1)
-    node = raw
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise LinguaLiftError(f"--set {key}: {part} is not a section")
-    node[parts[-1]] = yaml.safe_load(value) if value != "" else ""
 
 
 def _merge(base: dict, raw: dict, source: str, prefix: str) -> dict:
@@ -498,16 +477,6 @@ class Pipeline:
         return {"models": self.config["models"], "assets": built}
 
     # lexicons -----------------------------------------------------------------------------------
-    def _prompt_words(self) -> tuple[set[str], int]:
-        from lingualift.codeswitch import _WORD
-
-        words, tokens = set(), 0
-        for record in self._train_records(self.config["data"]["stage1_examples"]):
-            found = [m.group().lower() for m in _WORD.finditer(record["question"])]
-            words.update(found)
-            tokens += len(found)
-        return words, tokens
-
     def _run_lexicons(self) -> dict:
         from tqdm.auto import tqdm
 
@@ -849,7 +818,6 @@ def write_pipeline_report(pipeline: Pipeline) -> dict[str, Path]:
     transfer = diagnosis.get("transfer")
     if transfer:
         parts.append("\n## Transfer diagnostic\n")
-        gain_en = transfer["languages"].get("en", {}).get("gain")
         parts.append(
             f"Teacher-forced NLL (nats/token) of GSM8K's English worked solution given the MGSM question in each "
             f"language, over {transfer['n_items']} items. gain = NLL(no question) − NLL(question) "

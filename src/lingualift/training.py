@@ -108,7 +108,7 @@ def load_training_examples(config: TrainConfig, prompt_template: str):
         from lingualift.codeswitch import CodeSwitchSettings, codeswitch_records
 
         settings = CodeSwitchSettings.from_dict(config.data.codeswitch, f"{config.source}: data.codeswitch")
-        records = codeswitch_records(records, settings)
+        records = codeswitch_records(records, settings, data_dir=config.data_dir)
     examples = build_examples(records, prompt_template, config.data.target)
     if not examples:
         raise LinguaLiftError(f"{config.data.train}: no training examples")
