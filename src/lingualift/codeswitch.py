@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 MIXING = ("per_example", "mixed")
 # A word is a run of letters (\w minus digits and underscore) with optional inner apostrophes.
 # Tokens touching digits ("5th", "x2") are not matched as words, so numbers are never touched.
-_WORD = re.compile(r"(?<![\w])[^\W\d_]+(?:['’][^\W\d_]+)*(?![\w])")
+WORD_PATTERN = re.compile(r"(?<![\w])[^\W\d_]+(?:['’][^\W\d_]+)*(?![\w])")
 
 
 @dataclass
@@ -183,7 +183,7 @@ class CodeSwitcher:
         if not isinstance(question, str):
             raise LinguaLiftError(f"record {index + 1}: `question` must be a string")
         rng = random.Random(f"{self.settings.seed}:{index}")
-        words = list(_WORD.finditer(question))
+        words = list(WORD_PATTERN.finditer(question))
         # Per example: one language for the whole prompt; mixed: a language per replaced word.
         example_langs = self.active
         if self.settings.mixing == "per_example":

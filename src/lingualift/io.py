@@ -64,9 +64,9 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
         yield record
 
 
-def iter_numbered_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
-    """Like `iter_jsonl`, with each record's line number (for error messages about its fields)."""
-    path = require_file(path, "JSONL file")
+def iter_text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """Yield (line number, stripped text) of the non-blank lines; bad UTF-8 names the file and line."""
+    path = Path(path)
     with open(path, "rb") as handle:
         for line_number, raw in enumerate(handle, start=1):
             try:
@@ -75,18 +75,24 @@ def iter_numbered_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
                 raise LinguaLiftError(
                     f"{path}:{line_number}: not valid UTF-8 ({exc.reason}); re-encode the file as UTF-8"
                 ) from None
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LinguaLiftError(
-                    f"{path}:{line_number}: malformed JSON ({exc.msg} at column {exc.colno}); "
-                    "each line must be one JSON object"
-                ) from None
-            if not isinstance(record, dict):
-                raise LinguaLiftError(f"{path}:{line_number}: expected a JSON object, got {type(record).__name__}")
-            yield line_number, record
+            if line:
+                yield line_number, line
+
+
+def iter_numbered_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """Like `iter_jsonl`, with each record's line number (for error messages about its fields)."""
+    path = require_file(path, "JSONL file")
+    for line_number, line in iter_text_lines(path):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LinguaLiftError(
+                f"{path}:{line_number}: malformed JSON ({exc.msg} at column {exc.colno}); "
+                "each line must be one JSON object"
+            ) from None
+        if not isinstance(record, dict):
+            raise LinguaLiftError(f"{path}:{line_number}: expected a JSON object, got {type(record).__name__}")
+        yield line_number, record
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from lingualift.errors import LinguaLiftError
-from lingualift.io import atomic_write, require_file
+from lingualift.io import atomic_write, iter_text_lines, require_file
 from lingualift.paths import cache_dir, find_data_dir
 
 logger = logging.getLogger(__name__)
@@ -80,25 +80,11 @@ class Lexicon:
         return len(self.entries)
 
 
-def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield (line number, stripped text) of non-blank lines; bad UTF-8 names file and line."""
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8").strip()
-            except UnicodeDecodeError as exc:
-                raise LinguaLiftError(
-                    f"{path}:{number}: not valid UTF-8 ({exc.reason}); re-encode the file as UTF-8"
-                ) from None
-            if line:
-                yield number, line
-
-
 def read_muse(path: str | Path, lang: str | None = None) -> Lexicon:
     """Read a MUSE dictionary: one `english translation` pair per line, split on any whitespace."""
     path = require_file(path, "MUSE dictionary")
     lexicon = Lexicon(lang or _lang_from_name(path), source=str(path))
-    for number, line in _read_lines(path):
+    for number, line in iter_text_lines(path):
         parts = line.split()
         if len(parts) != 2:
             raise LinguaLiftError(
@@ -113,7 +99,7 @@ def read_tsv(path: str | Path, lang: str | None = None) -> Lexicon:
     """Read `english<TAB>translation[<TAB>rank]` lines (`#` lines are comments); no rank = rank 1."""
     path = require_file(path, "lexicon TSV")
     lexicon = Lexicon(lang or _lang_from_name(path), source=str(path))
-    for number, line in _read_lines(path):
+    for number, line in iter_text_lines(path):
         if line.startswith("#"):
             continue
         parts = [part.strip() for part in line.split("\t")]
@@ -192,7 +178,7 @@ def word_list(lang: str, n: int, corpus: str | Path | None = None) -> list[str]:
     """
     if corpus is not None:
         counts: collections.Counter[str] = collections.Counter()
-        for _, line in _read_lines(require_file(corpus, f"{lang} corpus")):
+        for _, line in iter_text_lines(require_file(corpus, f"{lang} corpus")):
             counts.update(token.lower() for token in _TOKEN.findall(line) if is_word(token))
         words = [word for word, _ in counts.most_common(n)]
         where = str(corpus)

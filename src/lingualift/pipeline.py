@@ -480,11 +480,11 @@ class Pipeline:
     def _run_lexicons(self) -> dict:
         from tqdm.auto import tqdm
 
-        from lingualift.codeswitch import _WORD
+        from lingualift.codeswitch import WORD_PATTERN
         from lingualift.lexicon import Lexicon, load_lexicon, write_tsv
 
         records = list(self._train_records(self.config["data"]["stage1_examples"]))
-        tokens = [m.group().lower() for r in records for m in _WORD.finditer(r["question"])]
+        tokens = [m.group().lower() for r in records for m in WORD_PATTERN.finditer(r["question"])]
         vocabulary = set(tokens)
         summary = {}
         for lang in tqdm(self.config["lexicons"]["languages"], desc="lexicons", unit="lang", disable=not self.progress):
