@@ -15,6 +15,7 @@ contain spaces).
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import logging
 import re
@@ -259,7 +260,9 @@ def encoder_word_vectors(
     out: np.ndarray | None = None
     start_char = len(prefix)
     model.eval()
-    with torch.inference_mode():
+    if layer == "middle":
+        layer = _block_count(model) // 2
+    with torch.inference_mode(), _layers_up_to(model, layer):
         for begin in tqdm(range(0, len(order), batch_size), desc="embedding words", unit="batch"):
             index = order[begin : begin + batch_size]
             batch = tokenizer(
@@ -282,8 +285,6 @@ def encoder_word_vectors(
             )
             if layer is None:
                 states = outputs.last_hidden_state
-            elif layer == "middle":
-                states = outputs.hidden_states[(len(outputs.hidden_states) - 1) // 2]
             else:
                 states = outputs.hidden_states[layer]
             weights = mask.unsqueeze(-1).to(states.dtype)
@@ -292,6 +293,43 @@ def encoder_word_vectors(
                 out = np.zeros((len(words), pooled.shape[-1]), dtype=np.float32)
             out[index] = pooled.float().numpy()
     return out
+
+
+@contextlib.contextmanager
+def _layers_up_to(model, layer: int | None):
+    """Run only the blocks needed for hidden state `layer` (the middle one halves the encoding cost).
+
+    `hidden_states[k]` is the output of block k; one block beyond it is kept so that a final norm some
+    models apply to their last output (Llama) never touches entry k.
+    """
+    import torch
+
+    found = _block_list(model) if layer is not None else None
+    if found is None:
+        yield
+        return
+    parent, name, blocks = found
+    setattr(parent, name, torch.nn.ModuleList(list(blocks)[: int(layer) + 1]))
+    try:
+        yield
+    finally:
+        setattr(parent, name, blocks)
+
+
+def _block_count(model) -> int:
+    return getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "num_layers", None) or 0
+
+
+def _block_list(model):
+    """`(parent, attribute, ModuleList)` of a model's transformer blocks (BERT `layer`, T5 `block`, …)."""
+    import torch
+
+    count = _block_count(model)
+    for module in model.modules():
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.ModuleList) and len(child) == count:
+                return module, name, child
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
