@@ -9,7 +9,7 @@ import re
 import pytest
 
 from lingualift.cli import main
-from lingualift.codeswitch import CodeSwitcher, CodeSwitchSettings, codeswitch_records, match_case, normalize_record
+from lingualift.codeswitch import CodeSwitcher, CodeSwitchSettings, codeswitch_records, match_case
 from lingualift.errors import LinguaLiftError
 from lingualift.lexicon import Lexicon, write_tsv
 
@@ -134,14 +134,6 @@ def test_missing_lexicon_is_a_clear_error(tmp_path):
         list(codeswitch_records([{"question": "a", "answer": "b"}], settings, data_dir=tmp_path))
     with pytest.raises(LinguaLiftError, match="no lexicon loaded for requested language"):
         CodeSwitcher(CodeSwitchSettings({"de": "x", "ru": "y"}), {"de": lexicon("de")})
-
-
-def test_alpaca_records_are_normalised():
-    alpaca = normalize_record({"instruction": "Add", "input": "2 and 3", "output": "5", "src": "a"}, "f: record 1")
-    assert alpaca == {"question": "Add\n\n2 and 3", "answer": "5", "src": "a"}
-    assert normalize_record({"instruction": "Add", "input": "", "output": "5"}, "x")["question"] == "Add"
-    with pytest.raises(LinguaLiftError, match="f: record 2: need"):
-        normalize_record({"text": "hi"}, "f: record 2")
 
 
 def test_codeswitch_records_with_real_muse(shared_data):

@@ -19,6 +19,8 @@ def test_record_layouts_are_normalised():
     metamath = normalize_record({"query": "Q2?", "response": "R"}, "f:4")
     assert (gsm8k["question"], gsm8k["answer"]) == ("Q?", "Work.\n#### 5")
     assert (alpaca["question"], alpaca["answer"]) == ("Add.\n\n2 and 3", "5")
+    assert normalize_record({"instruction": "A", "output": "B", "src": "x"}, "f") == {"question": "A", "answer": "B",
+                                                                                   "src": "x"}
     assert alpaca_no_input["question"] == "Say hi."
     assert (metamath["question"], metamath["answer"]) == ("Q2?", "R")
     with pytest.raises(LinguaLiftError, match="f:9: record has keys"):

@@ -98,19 +98,6 @@ def parse_mapping(text: str, what: str, convert=str) -> dict:
     return result
 
 
-def normalize_record(record: dict, where: str) -> dict:
-    """Accept `question/answer` (GSM8K and ours) or Alpaca `instruction/input/output`."""
-    if "question" in record and "answer" in record:
-        return record
-    if "instruction" in record and "output" in record:
-        rest = {key: value for key, value in record.items() if key not in ("instruction", "input", "output")}
-        question = record["instruction"]
-        if record.get("input"):
-            question = f"{question}\n\n{record['input']}"
-        return {"question": question, "answer": record["output"], **rest}
-    raise LinguaLiftError(f"{where}: need `question` and `answer` (or Alpaca `instruction`/`input`/`output`) fields")
-
-
 def match_case(original: str, translation: str) -> str:
     """Carry capitalisation over: `The` → `Die`, `USA` → `США`; lowercase stays as the lexicon has it."""
     if len(original) > 1 and original.isupper():

@@ -31,9 +31,9 @@ def normalize_record(record: dict, where: str) -> dict:
     elif "instruction" in record and "output" in record:
         extra = record.get("input") or ""
         question = f"{record['instruction']}\n\n{extra}" if extra else record["instruction"]
-        out = {**record, "question": question, "answer": record["output"]}
+        out = {"question": question, "answer": record["output"], **_other_keys(record, "instruction", "input", "output")}
     elif "query" in record and "response" in record:
-        out = {**record, "question": record["query"], "answer": record["response"]}
+        out = {"question": record["query"], "answer": record["response"], **_other_keys(record, "query", "response")}
     else:
         raise LinguaLiftError(
             f"{where}: record has keys {sorted(record)}; expected question/answer, "
@@ -43,6 +43,10 @@ def normalize_record(record: dict, where: str) -> dict:
         if not isinstance(out[key], str):
             raise LinguaLiftError(f"{where}: field {key!r} must be a string, got {type(out[key]).__name__}")
     return out
+
+
+def _other_keys(record: dict, *layout_keys: str) -> dict:
+    return {key: value for key, value in record.items() if key not in layout_keys}
 
 
 def read_instructions(path, limit: int | None = None) -> Iterator[dict]:

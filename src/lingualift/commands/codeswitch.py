@@ -22,8 +22,9 @@ def configure(parser) -> None:
 def run(args) -> int:
     from tqdm.auto import tqdm
 
-    from lingualift.codeswitch import CodeSwitcher, CodeSwitchSettings, normalize_record, parse_mapping
-    from lingualift.io import iter_jsonl, require_file, write_jsonl
+    from lingualift.codeswitch import CodeSwitcher, CodeSwitchSettings, parse_mapping
+    from lingualift.data import read_instructions
+    from lingualift.io import require_file, write_jsonl
 
     settings = CodeSwitchSettings(
         lexicons=parse_mapping(args.lexicons, "--lexicons"),
@@ -38,8 +39,9 @@ def run(args) -> int:
         total = sum(1 for line in handle if line.strip())
 
     def records():
-        for index, record in enumerate(tqdm(iter_jsonl(args.input), total=total, desc="code-switching", unit="ex")):
-            yield switcher.switch(normalize_record(record, f"{args.input}: record {index + 1}"), index)
+        for index, record in enumerate(tqdm(read_instructions(args.input), total=total, desc="code-switching",
+                                            unit="ex")):
+            yield switcher.switch(record, index)
 
     count = write_jsonl(args.output, records())
     logger.info("wrote %d code-switched examples to %s", count, args.output)
