@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import logging
 from pathlib import Path
 from typing import Callable
@@ -121,6 +122,12 @@ def _model_class(config, role: str):
     return AutoModel
 
 
+def _accepts(auto_class, config, argument: str) -> bool:
+    """Whether the concrete model class an Auto class picks for `config` takes `argument` in __init__."""
+    concrete = auto_class._model_mapping.get(type(config), None)
+    return concrete is not None and argument in inspect.signature(concrete.__init__).parameters
+
+
 def is_preset(spec) -> bool:
     return isinstance(spec, str) and spec in PRESETS
 
@@ -154,8 +161,11 @@ def load_component(
         spec = str(built)
     config = _load_config(spec, label)
     kwargs = {"dtype": _as_dtype(dtype)} if dtype is not None else {}
+    model_class = _model_class(config, role)
+    if role == ENCODER and _accepts(model_class, config, "add_pooling_layer"):
+        kwargs["add_pooling_layer"] = False  # only hidden states are used; e5-style checkpoints have no pooler
     try:
-        model = _model_class(config, role).from_pretrained(spec, **kwargs)
+        model = model_class.from_pretrained(spec, **kwargs)
     except (OSError, ValueError) as exc:
         raise LinguaLiftError(f"{label}: cannot load {role} weights from {spec!r}: {_first_line(exc)}") from None
     return model, tokenizer or _load_tokenizer(spec, label)
