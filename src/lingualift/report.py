@@ -48,10 +48,10 @@ def tier_bar_chart(
     ylabel: str = "accuracy (%)",
     scale: float = 100.0,
 ) -> None:
-    default_scale = scale
     """One bar panel per entry of `panels` = {"title", "values": {lang: v}, "ci": {lang: [lo, hi]} (optional),
     "reference": float (optional dashed line), "scale"/"ylabel" (optional overrides)}; bars grouped and
     coloured by resource tier."""
+    default_scale = scale
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,6 +78,8 @@ def tier_bar_chart(
         ax.set_xlim(-0.6, len(langs) - 0.4)
         ax.set_title(panel["title"], fontsize=10)
         ax.set_ylabel(panel.get("ylabel", ylabel))
+        if panel.get("ylabel", ylabel).startswith("accuracy"):
+            ax.set_ylim(0, 100 if scale == 100.0 else 1.0)
         present = [t for t in TIER_ORDER if any(tier_of(l) == t for l in langs)]
         ax.legend(handles=[Patch(color=TIER_COLOURS[t], label=t) for t in present], fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
