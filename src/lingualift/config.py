@@ -36,6 +36,8 @@ class ModelSection:
     init_from: str | None = None  # checkpoint of the previous stage
     dtype: str | None = None  # load dtype of the parts (fp32, bf16); None keeps the checkpoint's
     trainable: list[str] | None = None  # overrides the stage's trainable groups
+    warm_start: str | None = None  # "lexical": fit the alignment layer to the LLM's token embeddings first
+    warm_start_texts: int = 512  # how many training questions (English, before code-switching) it uses
 
 
 @dataclass
@@ -204,6 +206,16 @@ def _validate(config: TrainConfig) -> None:
                               "(train the previous stage first)")
     if not config.training.output_dir:
         raise LinguaLiftError(f"{source}: training.output_dir is required")
+    if config.model.warm_start is not None:
+        if config.model.warm_start != "lexical":
+            raise LinguaLiftError(f"{source}: model.warm_start: must be lexical or null, "
+                                  f"got {config.model.warm_start!r}")
+        if config.model.init_from or config.method == "sft":
+            raise LinguaLiftError(f"{source}: model.warm_start: only for a freshly built alignment layer "
+                                  "(not with model.init_from, not for method sft)")
+        if config.model.warm_start_texts < 1:
+            raise LinguaLiftError(f"{source}: model.warm_start_texts: must be at least 1, "
+                                  f"got {config.model.warm_start_texts}")
     choices = {
         "training.tuning": (config.training.tuning, ("full", "lora")),
         "training.precision": (config.training.precision, ("fp32", "bf16")),

@@ -38,6 +38,7 @@ from lingualift.inference import RUN_METADATA
 from lingualift.io import atomic_write, write_json
 from lingualift.modeling import LinguaLiftModel
 from lingualift.stages import apply_freeze_policy, policy_for
+from lingualift.warmstart import lexical_warm_start
 
 logger = logging.getLogger(__name__)
 
@@ -182,9 +183,16 @@ class Trainer:
             )
         set_seed(training.seed)
         model, self.collator, groups = build_model(config, self.stage)
-        apply_freeze_policy(groups, tuple(config.model.trainable or self.policy.trainable))
+        trainable_groups = tuple(config.model.trainable or self.policy.trainable)
+        apply_freeze_policy(groups, trainable_groups)
+        if config.model.warm_start:
+            if "alignment" not in trainable_groups:
+                raise LinguaLiftError(f"{config.source}: model.warm_start needs a stage that trains the alignment layer")
+            records = read_instructions(config.data.train, limit=config.model.warm_start_texts)
+            english = [record.get("source_question", record["question"]) for record in records]
+            lexical_warm_start(model, english, seed=training.seed)
         if training.tuning == "lora":
-            if "llm" not in (config.model.trainable or self.policy.trainable):
+            if "llm" not in trainable_groups:
                 raise LinguaLiftError(f"{config.source}: training.tuning lora needs the llm to be trainable")
             model = _add_lora(model, config)
             groups = model.parameter_groups() if isinstance(model, LinguaLiftModel) else {"llm": model}

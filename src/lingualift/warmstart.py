@@ -1,0 +1,101 @@
+"""Lexical warm start of the alignment layer: make the soft prompt *readable* before stage 1 begins.
+
+A freshly initialised alignment layer emits vectors the LLM has never seen, and the stage-1 LM loss has to
+discover a readable mapping through the whole frozen LLM. On CPU-sized budgets it does not (measured in
+`experiments/small/README.md`): the soft prompt learns the answer format but no question content.
+
+The warm start gives it that mapping directly. For English texts, each encoder token state is paired with
+the LLM's input embedding of the token covering the same character; the alignment layer is fitted to the
+pairs by mean-squared error (no LLM forward or backward pass, so it takes seconds). The soft prompt then
+starts as an approximate copy of the question's own token embeddings, at the LLM's embedding scale, and
+because the encoder is multilingual, a question in another language lands near the English tokens too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+
+from lingualift.errors import LinguaLiftError
+
+logger = logging.getLogger(__name__)
+
+
+def token_pairs(model, texts: Sequence[str], batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(encoder states [N, d_enc], LLM input embeddings [N, d_llm])` of tokens at the same character offset.
+
+    Each encoder token is paired with the LLM token covering its first non-space character; special tokens
+    and encoder tokens with no covering LLM token are skipped.
+    """
+    encoder_tokenizer, llm_tokenizer = model.encoder_tokenizer, model.llm_tokenizer
+    for role, tokenizer in (("encoder", encoder_tokenizer), ("llm", llm_tokenizer)):
+        if not getattr(tokenizer, "is_fast", False):
+            raise LinguaLiftError(f"warm start needs character offsets: the {role} tokenizer is not a fast tokenizer")
+    embedding = model.llm.get_input_embeddings().weight
+    device = embedding.device
+    states, targets = [], []
+    for start in range(0, len(texts), batch_size):
+        chunk = list(texts[start : start + batch_size])
+        encoded = encoder_tokenizer(chunk, return_offsets_mapping=True, truncation=True, padding=True,
+                                    max_length=model.config.encoder_max_length, return_tensors="pt")
+        with torch.no_grad():
+            hidden = model.encode(encoded.input_ids.to(device), encoded.attention_mask.to(device))
+        llm_encoded = llm_tokenizer(chunk, return_offsets_mapping=True, add_special_tokens=False)
+        for row, text in enumerate(chunk):
+            covering = {}
+            for token, (begin, end) in zip(llm_encoded.input_ids[row], llm_encoded.offset_mapping[row]):
+                for char in range(begin, end):
+                    covering.setdefault(char, token)
+            for position, (begin, end) in enumerate(encoded.offset_mapping[row].tolist()):
+                if not encoded.attention_mask[row, position] or end <= begin:
+                    continue
+                while begin < end - 1 and text[begin].isspace():
+                    begin += 1
+                if begin in covering:
+                    states.append(hidden[row, position])
+                    targets.append(covering[begin])
+    if not states:
+        raise LinguaLiftError("warm start: no encoder token could be paired with an LLM token (empty texts?)")
+    return torch.stack(states), embedding[torch.tensor(targets, device=device)].detach()
+
+
+def lexical_warm_start(model, texts: Sequence[str], *, steps: int = 300, learning_rate: float = 1e-3,
+                       batch_size: int = 4096, seed: int = 0) -> dict:
+    """Fit `model.alignment` (all but its begin/end vectors) so encoder states map onto LLM token embeddings.
+
+    Returns the fit's statistics: number of token pairs, final MSE, and how often the nearest LLM embedding
+    (dot product) of a mapped state is its paired token.
+    """
+    alignment = model.alignment
+    states, targets = token_pairs(model, texts)
+    states, targets = states.to(model.alignment_dtype), targets.to(model.alignment_dtype)
+    boundary = {id(p) for p in (alignment.begin, alignment.end) if p is not None}
+    parameters = [p for p in alignment.parameters() if id(p) not in boundary]
+    optimizer = torch.optim.Adam(parameters, lr=learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+
+    def mapped(rows):
+        return alignment.project(alignment.input_norm(states[rows]))
+
+    with torch.enable_grad():
+        for _ in range(steps):
+            rows = torch.randint(0, len(states), (min(batch_size, len(states)),), generator=generator)
+            loss = torch.nn.functional.mse_loss(mapped(rows), targets[rows])
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        everything = torch.arange(len(states))
+        predicted = mapped(everything)
+        vocabulary = model.llm.get_input_embeddings().weight.to(predicted.dtype)
+        hits = sum(int((vocabulary[(chunk @ vocabulary.T).argmax(-1)] == paired).all(-1).sum())
+                   for chunk, paired in zip(predicted.split(4096), targets.split(4096)))
+        stats = {
+            "token_pairs": len(states),
+            "mse": float(torch.nn.functional.mse_loss(predicted, targets)),
+            "nearest_is_paired_token": hits / len(states),
+        }
+    logger.info("lexical warm start on %d texts: %s", len(texts), stats)
+    return stats
