@@ -3,6 +3,8 @@
 #   nohup bash experiments/small/run.sh probe > experiments/small/results/probe.log 2>&1 &
 #   nohup bash experiments/small/run.sh main  > experiments/small/results/main.log  2>&1 &
 #   bash experiments/small/run.sh ablations   (only if time remains)
+#   nohup bash experiments/small/run.sh scale > experiments/small/results/scale.log 2>&1 &
+#   nohup bash experiments/small/run.sh scale_ablations > experiments/small/results/scale_ablations.log 2>&1 &
 # Checkpoints go to runs/small/ (git-ignored); small results (json/md/png/logs) to experiments/small/results/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -61,10 +63,52 @@ ablations() {
   $PY experiments/small/summarize.py probe
 }
 
+scale_run() {  # $1 = name, rest = scale.py flags; one pass over distinct GSM8K rows, MGSM gap curves
+  local name=$1; shift
+  stamp "scale $name"
+  $PY experiments/small/scale.py --name "$name" "$@" --data-dir "$DATA" > "$R/scale/$name.log" 2>&1 || stamp "FAILED $name"
+}
+
+scale() {
+  # (4) Stage-1 learning curves on unseen items (see README (4)). Two single-thread runs at a time.
+  mkdir -p "$R/scale"
+  scale_run mlp_lr1e-3 --alignment mlp --lr 1e-3 --steps 300 --final-reference &
+  scale_run mlp_lexical_lr1e-4 --alignment mlp --warm-start lexical --lr 1e-4 --steps 300 &
+  wait
+  $PY experiments/small/encoder_share.py "$DATA" > "$R/scale/encoder_share.txt"
+  $PY experiments/small/summarize.py scale
+}
+
+# (5) Ablations on top of the lexical warm start, 100 steps (800 examples) each: two chains, run in parallel.
+ABLATION=(--warm-start lexical --steps 100 --eval-every 100 --final-items 24)
+scale_ablations_a() {
+  mkdir -p "$R/scale"
+  scale_run lexical_s100 --alignment mlp --lr 1e-4 "${ABLATION[@]}"
+  scale_run lexical_both_s100 --alignment mlp --lr 1e-4 --target both "${ABLATION[@]}"
+  scale_run lexical_cs0.25_s100 --alignment mlp --lr 1e-4 --codeswitch-ratio 0.25 "${ABLATION[@]}"
+}
+
+scale_ablations_b() {
+  mkdir -p "$R/scale"
+  scale_run lexical_cs0.5_s100 --alignment mlp --lr 1e-4 --codeswitch-ratio 0.5 "${ABLATION[@]}"
+  scale_run lexical_cs0.75_s100 --alignment mlp --lr 1e-4 --codeswitch-ratio 0.75 "${ABLATION[@]}"
+}
+
+scale_ablations() {
+  scale_ablations_a &
+  scale_ablations_b &
+  wait
+  $PY experiments/small/summarize.py scale
+}
+
 case "${1:-all}" in
   probe) probe ;;
   main) main_comparison ;;
   ablations) ablations ;;
-  all) probe; main_comparison; ablations ;;
-  *) echo "usage: $0 [probe|main|ablations|all]" >&2; exit 2 ;;
+  scale) scale ;;
+  scale_ablations) scale_ablations ;;
+  scale_ablations_a) scale_ablations_a ;;
+  scale_ablations_b) scale_ablations_b ;;
+  all) probe; main_comparison; ablations; scale; scale_ablations ;;
+  *) echo "usage: $0 [probe|main|ablations|scale|scale_ablations[_a|_b]|all]" >&2; exit 2 ;;
 esac
