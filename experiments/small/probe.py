@@ -18,11 +18,10 @@ from pathlib import Path
 
 import torch
 
-from lingualift.data import BridgeCollator, Example, chat_template_affixes, read_instructions
+from lingualift.data import Example, read_instructions
 from lingualift.diagnose import english_solution
-from lingualift.inference import BridgeGenerator, CausalLMGenerator
-from lingualift.modeling import LinguaLiftModel
-from lingualift.stages import apply_freeze_policy
+from lingualift.inference import CausalLMGenerator
+from stage1 import build_stage1, truncate_targets
 
 
 def per_token(pairs):
@@ -64,19 +63,10 @@ def main() -> None:
     train = [item(r) for r in records[: args.n_train]]
     heldout = [item(r) for r in records[1000 : 1000 + args.n_heldout]]
 
-    model = LinguaLiftModel.from_components(
-        "default", "default", args.alignment, seed=0, prompt_template="plain", encoder_max_length=128,
-        alignment_kwargs={"input_norm": not args.no_input_norm})
-    if args.chat_template:
-        model.config.llm_prefix, model.config.llm_suffix = chat_template_affixes(model.llm_tokenizer)
-    apply_freeze_policy(model.parameter_groups(), ("alignment",))
-    collator = BridgeCollator.for_model(model, max_target_length=args.max_target_length)
-    generator = BridgeGenerator(model, prompt_template="plain", name=args.name, device="cpu")
-    generator.collator = collator  # score the same (truncated) targets that are trained
+    model, collator, generator = build_stage1(args)
 
-    def truncated(pairs):  # targets as the collator sees them, for the text-reading reference
-        tok = model.llm_tokenizer
-        return [tok.decode(tok(t, add_special_tokens=False).input_ids[: args.max_target_length - 1]) for _, t in pairs]
+    def truncated(pairs):
+        return truncate_targets(model.llm_tokenizer, [t for _, t in pairs], args.max_target_length)
 
     reference = {}
     llm_reader = CausalLMGenerator(model.llm, model.llm_tokenizer, prompt_template="plain", name="smollm2", device="cpu",

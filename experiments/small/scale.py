@@ -28,19 +28,13 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from lingualift.codeswitch import CodeSwitcher, CodeSwitchSettings
-from lingualift.data import (
-    BridgeCollator,
-    Example,
-    chat_template_affixes,
-    read_instructions,
-)
+from lingualift.data import Example, read_instructions
 from lingualift.diagnose import MGSM_LANGUAGES, _gsm8k_solutions, english_solution
-from lingualift.inference import BridgeGenerator, CausalLMGenerator
+from lingualift.inference import CausalLMGenerator
 from lingualift.io import write_json
-from lingualift.modeling import LinguaLiftModel
-from lingualift.stages import apply_freeze_policy
 from lingualift.tasks import load_examples
 from lingualift.warmstart import lexical_warm_start
+from stage1 import build_stage1, truncate_targets
 
 CODESWITCH_LANGS = ["de", "es", "fr", "ru", "zh", "ja", "th", "bn"]
 WARM_START_ROWS = range(7000, 7473)  # GSM8K train rows used only to fit the lexical warm start
@@ -98,22 +92,13 @@ def main() -> None:
     torch.manual_seed(0)
     data_dir = Path(args.data_dir)
 
-    model = LinguaLiftModel.from_components(
-        "default", "default", args.alignment, seed=0, prompt_template="plain", encoder_max_length=128,
-        alignment_kwargs={"input_norm": not args.no_input_norm})
-    if args.chat_template:
-        model.config.llm_prefix, model.config.llm_suffix = chat_template_affixes(model.llm_tokenizer)
-    apply_freeze_policy(model.parameter_groups(), ("alignment",))
-    collator = BridgeCollator.for_model(model, max_target_length=args.max_target_length)
-    generator = BridgeGenerator(model, prompt_template="plain", name=args.name, device="cpu")
-    generator.collator = collator  # score the same (truncated) targets that are trained
+    model, collator, generator = build_stage1(args)
 
     langs = args.eval_langs.split(",")
     n_items = max(args.eval_items, args.final_items)
     mgsm = {l: [ex.question for ex in load_examples("mgsm", l, data_dir, n_items, False)] for l in MGSM_LANGUAGES}
     tok = model.llm_tokenizer
-    truncated = [tok.decode(tok(s, add_special_tokens=False).input_ids[: args.max_target_length - 1])
-                 for s in _gsm8k_solutions(data_dir, n_items, False)]
+    truncated = truncate_targets(tok, _gsm8k_solutions(data_dir, n_items, False), args.max_target_length)
     eval_questions = {l: mgsm[l][: args.eval_items] for l in langs}
     reader = CausalLMGenerator(model.llm, tok, prompt_template="plain", name="smollm2", device="cpu",
                                llm_prefix=model.config.llm_prefix, llm_suffix=model.config.llm_suffix)

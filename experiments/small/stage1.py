@@ -1,0 +1,26 @@
+"""Stage-1 set-up shared by probe.py and scale.py: the default pair, only the alignment layer trainable,
+and a scorer that sees the same truncated targets the collator trains on."""
+
+from lingualift.data import BridgeCollator, chat_template_affixes
+from lingualift.inference import BridgeGenerator
+from lingualift.modeling import LinguaLiftModel
+from lingualift.stages import apply_freeze_policy
+
+
+def build_stage1(args):
+    """`(model, collator, generator)` from the scripts' shared flags (alignment, input norm, chat template)."""
+    model = LinguaLiftModel.from_components(
+        "default", "default", args.alignment, seed=0, prompt_template="plain", encoder_max_length=128,
+        alignment_kwargs={"input_norm": not args.no_input_norm})
+    if args.chat_template:
+        model.config.llm_prefix, model.config.llm_suffix = chat_template_affixes(model.llm_tokenizer)
+    apply_freeze_policy(model.parameter_groups(), ("alignment",))
+    collator = BridgeCollator.for_model(model, max_target_length=args.max_target_length)
+    generator = BridgeGenerator(model, prompt_template="plain", name=args.name, device="cpu")
+    generator.collator = collator  # score the same (truncated) targets that are trained
+    return model, collator, generator
+
+
+def truncate_targets(tokenizer, texts, max_target_length: int) -> list[str]:
+    """Targets as the collator sees them (room left for EOS), for the text-reading reference."""
+    return [tokenizer.decode(tokenizer(t, add_special_tokens=False).input_ids[: max_target_length - 1]) for t in texts]
