@@ -18,6 +18,9 @@ class FakeGenerator:
         self.calls: list[list[str]] = []
         self.fail_after_calls = fail_after_calls
 
+    def rendered_prompt(self, question):
+        return self.prompt_template.replace("{question}", question)
+
     def generate(self, questions, *, max_new_tokens=512, stop=None, do_sample=False, temperature=1.0, top_p=1.0,
                  batch_size=16, progress=False):
         if self.fail_after_calls is not None and len(self.calls) >= self.fail_after_calls:

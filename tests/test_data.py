@@ -7,8 +7,8 @@ import json
 import pytest
 
 from lingualift.components import byte_tokenizer
-from lingualift.data import (BridgeCollator, CausalLMCollator, Example, build_examples, chat_template_affixes,
-                             normalize_record, read_instructions)
+from lingualift.data import (BridgeCollator, CausalLMCollator, Example, build_examples, normalize_record,
+                             read_instructions)
 from lingualift.errors import LinguaLiftError
 
 
@@ -67,13 +67,3 @@ def test_causal_collator_labels_only_the_target():
     assert (labels != -100).sum(1).tolist() == [2, 3]
     assert batch["attention_mask"].sum(1).tolist() == [1 + 3 + 2, 1 + 1 + 3]
     assert batch["attention_mask"][1, 0] == 0  # left padding
-
-
-def test_chat_template_affixes():
-    tokenizer = byte_tokenizer(add_eos=False)
-    tokenizer.chat_template = ("{% for m in messages %}<|user|>{{ m['content'] }}<|end|>{% endfor %}"
-                               "{% if add_generation_prompt %}<|assistant|>{% endif %}")
-    assert chat_template_affixes(tokenizer) == ("<|user|>", "<|end|><|assistant|>")
-    tokenizer.chat_template = None
-    with pytest.raises(LinguaLiftError, match="no chat template"):
-        chat_template_affixes(tokenizer)

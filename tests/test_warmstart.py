@@ -29,7 +29,7 @@ def test_fit_maps_states_onto_their_tokens_and_leaves_the_rest_alone():
     states, targets = token_pairs(model, QUESTIONS)
     alignment = model.alignment
     with torch.no_grad():
-        before = torch.nn.functional.mse_loss(alignment.project(alignment.input_norm(states)), targets)
+        before = torch.nn.functional.mse_loss(alignment.map_states(states), targets)
     frozen = {name: p.detach().clone() for name, p in model.named_parameters() if not name.startswith("alignment.proj")}
     stats = lexical_warm_start(model, QUESTIONS, steps=300, learning_rate=1e-2)
     assert stats["token_pairs"] == len(states)

@@ -69,9 +69,14 @@ def norms(model, collator, questions) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True)
+    parser.add_argument("--llm", default="default", help="LLM preset or directory (the encoder is always e5-small)")
     parser.add_argument("--alignment", default="mlp", choices=("mlp", "linear"))
+    parser.add_argument("--output-scale", default=None,
+                        help="alignment output_scale: a number or 'embedding_rms' (default: none, i.e. 1)")
     parser.add_argument("--no-input-norm", action="store_true")
     parser.add_argument("--warm-start", choices=("none", "lexical"), default="none")
+    parser.add_argument("--warm-start-lr", type=float, default=1e-3)
+    parser.add_argument("--warm-start-steps", type=int, default=300)
     parser.add_argument("--target", choices=("response", "source", "both"), default="response")
     parser.add_argument("--max-target-length", type=int, default=24)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -100,7 +105,7 @@ def main() -> None:
     tok = model.llm_tokenizer
     truncated = truncate_targets(tok, _gsm8k_solutions(data_dir, n_items, False), args.max_target_length)
     eval_questions = {l: mgsm[l][: args.eval_items] for l in langs}
-    reader = CausalLMGenerator(model.llm, tok, prompt_template="plain", name="smollm2", device="cpu",
+    reader = CausalLMGenerator(model.llm, tok, prompt_template="plain", name=args.llm, device="cpu",
                                llm_prefix=model.config.llm_prefix, llm_suffix=model.config.llm_suffix)
     reference = {l: gap_scores(reader, eval_questions[l], truncated[: args.eval_items]) for l in langs}
     print("reference (LLM reads the question):", json.dumps({l: round(r["gap"], 3) for l, r in reference.items()}),
@@ -109,7 +114,8 @@ def main() -> None:
     records = list(read_instructions(data_dir / "gsm8k" / "train.jsonl", limit=WARM_START_ROWS.stop))
     warm_start = None
     if args.warm_start == "lexical":
-        warm_start = lexical_warm_start(model, [records[i]["question"] for i in WARM_START_ROWS])
+        warm_start = lexical_warm_start(model, [records[i]["question"] for i in WARM_START_ROWS],
+                                        steps=args.warm_start_steps, learning_rate=args.warm_start_lr)
         print("warm start:", json.dumps(warm_start), flush=True)
     n_train = args.steps * args.batch_size
     if n_train > WARM_START_ROWS.start:
@@ -164,7 +170,7 @@ def main() -> None:
         final_reference = {l: gap_scores(reader, mgsm[l][: args.final_items], truncated[: args.final_items])
                            for l in MGSM_LANGUAGES} if args.final_reference else None
     print("final gaps:", json.dumps({l: round(r["gap"], 4) for l, r in final.items()}), flush=True)
-    weights = Path("runs/small/scale") / f"{args.name}.alignment.safetensors"
+    weights = Path("runs") / Path(args.out).parent.parent.name / "scale" / f"{args.name}.alignment.safetensors"
     weights.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.alignment.state_dict().items()}, str(weights))
     result = {"args": vars(args), "warm_start": warm_start, "reference_llm_reads_question": reference,

@@ -1,17 +1,23 @@
 """Stage-1 set-up shared by probe.py and scale.py: the default pair, only the alignment layer trainable,
 and a scorer that sees the same truncated targets the collator trains on."""
 
-from lingualift.data import BridgeCollator, chat_template_affixes
+from lingualift.data import BridgeCollator
+from lingualift.prompts import chat_template_affixes
 from lingualift.inference import BridgeGenerator
 from lingualift.modeling import LinguaLiftModel
 from lingualift.stages import apply_freeze_policy
 
 
 def build_stage1(args):
-    """`(model, collator, generator)` from the scripts' shared flags (alignment, input norm, chat template)."""
+    """`(model, collator, generator)` from the scripts' shared flags (LLM, alignment, input norm, output scale,
+    chat template)."""
+    alignment_kwargs = {"input_norm": not args.no_input_norm}
+    if getattr(args, "output_scale", None):
+        value = args.output_scale
+        alignment_kwargs["output_scale"] = value if value == "embedding_rms" else float(value)
     model = LinguaLiftModel.from_components(
-        "default", "default", args.alignment, seed=0, prompt_template="plain", encoder_max_length=128,
-        alignment_kwargs={"input_norm": not args.no_input_norm})
+        "default", getattr(args, "llm", "default"), args.alignment, seed=0, prompt_template="plain",
+        encoder_max_length=128, alignment_kwargs=alignment_kwargs)
     if args.chat_template:
         model.config.llm_prefix, model.config.llm_suffix = chat_template_affixes(model.llm_tokenizer)
     apply_freeze_policy(model.parameter_groups(), ("alignment",))

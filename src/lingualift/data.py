@@ -86,17 +86,6 @@ def leading_special_ids(tokenizer) -> list[int]:
     return []
 
 
-def chat_template_affixes(tokenizer) -> tuple[str, str]:
-    """Text before and after the user message in the LLM's chat template (generation prompt included)."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise LinguaLiftError("model.chat_template is true but the LLM's tokenizer has no chat template")
-    marker = "\u2063LINGUALIFT_QUERY\u2063"
-    text = tokenizer.apply_chat_template([{"role": "user", "content": marker}], tokenize=False,
-                                         add_generation_prompt=True)
-    before, after = text.split(marker)
-    return before, after
-
-
 def _pad(sequences: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max((len(s) for s in sequences), default=0)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
@@ -127,14 +116,18 @@ class BridgeCollator(_TargetTokens):
         self.encoder_tokenizer = encoder_tokenizer
         self.llm_sees_query = llm_sees_query
         self.encoder_max_length = encoder_max_length
+        self.llm_prefix, self.llm_suffix = llm_prefix, llm_suffix
         self.prefix = leading_special_ids(llm_tokenizer) + self._text_ids(llm_prefix)
         self.suffix = self._text_ids(llm_suffix)
 
     @classmethod
-    def for_model(cls, model, max_target_length: int = 512) -> "BridgeCollator":
+    def for_model(cls, model, max_target_length: int = 512,
+                  llm_affixes: tuple[str, str] | None = None) -> "BridgeCollator":
+        """The collator a checkpoint was trained with; `llm_affixes` replaces its LLM text around the soft prompt."""
         config = model.config
+        prefix, suffix = llm_affixes or (config.llm_prefix, config.llm_suffix)
         return cls(model.encoder_tokenizer, model.llm_tokenizer, llm_sees_query=config.llm_sees_query,
-                   llm_prefix=config.llm_prefix, llm_suffix=config.llm_suffix,
+                   llm_prefix=prefix, llm_suffix=suffix,
                    encoder_max_length=config.encoder_max_length, max_target_length=max_target_length)
 
     def _text_ids(self, text: str) -> list[int]:

@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 
 from lingualift import components
 from lingualift.data import BridgeCollator, CausalLMCollator, Example
-from lingualift.modeling import LinguaLiftModel, is_lingualift_checkpoint
-from lingualift.prompts import format_prompt, resolve_template
+from lingualift.modeling import LinguaLiftModel, is_lingualift_checkpoint, target_window
+from lingualift.prompts import chat_template_affixes, format_prompt, resolve_template, uses_chat_template
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,9 @@ RUN_METADATA = "lingualift.json"  # written next to plain-LLM checkpoints (sft):
 class Generator(Protocol):
     name: str
     prompt_template: str
+
+    def rendered_prompt(self, question: str) -> str:
+        """What the model is given for `question`, template and LLM affixes applied (records, the demo)."""
 
     def generate(self, questions: list[str], *, max_new_tokens: int = 512, stop: list[str] | None = None,
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, batch_size: int = 16,
@@ -106,8 +109,18 @@ class BridgeGenerator(_GeneratorBase):
     """A LinguaLIFT model (or the langbridge baseline): the encoder reads the prompt."""
 
     def __init__(self, model: LinguaLiftModel, *, prompt_template=None, name="lingualift", device=None):
-        super().__init__(model, BridgeCollator.for_model(model), model.llm_tokenizer,
-                         prompt_template or model.config.prompt_template, name, device)
+        template = prompt_template or model.config.prompt_template
+        collator = BridgeCollator.for_model(model)
+        if uses_chat_template(template):
+            collator = BridgeCollator.for_model(model, llm_affixes=chat_template_affixes(model.llm_tokenizer))
+        super().__init__(model, collator, model.llm_tokenizer, template, name, device)
+
+    def rendered_prompt(self, question: str) -> str:
+        """LLM affixes around a marker for the soft prompt, which holds what the encoder reads."""
+        encoder_text = format_prompt(self.prompt_template, question)
+        query = encoder_text if self.collator.llm_sees_query else ""
+        return (f"{self.collator.llm_prefix}[soft prompt; the encoder reads: {encoder_text}]{query}"
+                f"{self.collator.llm_suffix}")
 
     def _collate(self, examples, left_pad: bool) -> dict:
         return self.collator(examples)
@@ -116,7 +129,7 @@ class BridgeGenerator(_GeneratorBase):
         return self.model.generate(**batch, **options)
 
     def _logits_and_labels(self, batch):
-        output = self.model(**batch)
+        output = self.model(**batch, targets_only=True)
         return output.logits, output.labels
 
     @torch.inference_mode()
@@ -138,8 +151,13 @@ class CausalLMGenerator(_GeneratorBase):
                  llm_suffix=""):
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
+        if uses_chat_template(prompt_template):
+            llm_prefix, llm_suffix = chat_template_affixes(tokenizer)
         collator = CausalLMCollator(tokenizer, llm_prefix=llm_prefix, llm_suffix=llm_suffix)
         super().__init__(model, collator, tokenizer, prompt_template, name, device)
+
+    def rendered_prompt(self, question: str) -> str:
+        return f"{self.collator.llm_prefix}{format_prompt(self.prompt_template, question)}{self.collator.llm_suffix}"
 
     def _collate(self, examples, left_pad: bool) -> dict:
         return self.collator(examples, left_pad=left_pad)
@@ -152,8 +170,12 @@ class CausalLMGenerator(_GeneratorBase):
         return output[:, batch["input_ids"].shape[1]:]
 
     def _logits_and_labels(self, batch):
+        """Only the target window goes through the LM head (151k-token vocabularies make the rest costly)."""
         labels = batch.pop("labels")
-        return self.model(**batch).logits, labels
+        window = target_window(labels)
+        if window is None:
+            return self.model(**batch).logits, labels
+        return self.model(**batch, logits_to_keep=window).logits, labels[:, window]
 
     @torch.inference_mode()
     def prompt_embeddings(self, questions, *, batch_size=16) -> torch.Tensor:

@@ -30,7 +30,7 @@ from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from lingualift import components
-from lingualift.alignment import build_alignment
+from lingualift.alignment import build_alignment, resolve_alignment_kwargs
 from lingualift.errors import LinguaLiftError
 from lingualift.prompts import DEFAULT_TEMPLATE
 
@@ -119,6 +119,18 @@ def pack_segments(
     return packed_embeds, attention_mask, position_ids, extras
 
 
+def target_window(labels: torch.Tensor) -> torch.Tensor | None:
+    """Positions whose logits a teacher-forced loss needs: from just before the first label to the last.
+
+    Logits at p predict the label at p + 1, so the window's last logit predicts nothing; the vocabulary
+    projection of everything before it (soft prompt, prompt tokens) is skipped. None when nothing is labelled.
+    """
+    labelled = (labels != IGNORE_INDEX).any(0).nonzero()
+    if not labelled.numel():
+        return None
+    return torch.arange(max(int(labelled[0]) - 1, 0), int(labelled[-1]) + 1, device=labels.device)
+
+
 class LinguaLiftModel(PreTrainedModel):
     """Encoder + alignment layer + LLM as one `PreTrainedModel` (save, load and generate like any HF model)."""
 
@@ -178,7 +190,7 @@ class LinguaLiftModel(PreTrainedModel):
             encoder_config=encoder_model.config.to_dict(),
             llm_config=llm_model.config.to_dict(),
             alignment=alignment,
-            alignment_kwargs=alignment_kwargs,
+            alignment_kwargs=resolve_alignment_kwargs(alignment_kwargs, llm_model),
             **config_kwargs,
         )
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
@@ -272,9 +284,7 @@ class LinguaLiftModel(PreTrainedModel):
         packed = self.pack(encoder_input_ids, encoder_attention_mask, prefix_ids, prefix_mask, suffix_ids,
                            suffix_mask, target_ids, target_mask)
         labels = packed.labels
-        if targets_only and labels is not None and (labelled := (labels != IGNORE_INDEX).any(0).nonzero()).numel():
-            # Logits at p predict the label at p + 1; the window's last logit predicts nothing.
-            window = torch.arange(int(labelled[0]) - 1, int(labelled[-1]) + 1, device=labels.device)
+        if targets_only and labels is not None and (window := target_window(labels)) is not None:
             llm_kwargs["logits_to_keep"], labels = window, labels[:, window]
         output = self.llm(
             inputs_embeds=packed.inputs_embeds,

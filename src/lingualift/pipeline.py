@@ -684,6 +684,7 @@ class PooledGenerator:
         self.inner = inner
         self.name = inner.name
         self.prompt_template = inner.prompt_template
+        self.rendered_prompt = inner.rendered_prompt
         self.pool: dict[str, str] = {}
         self.options: dict = {}
         self.generated = 0

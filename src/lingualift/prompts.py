@@ -4,6 +4,10 @@ A template is a string with one `{question}` field. Named templates can be used 
 accepted; anything else containing `{question}` is taken literally. The default is the paper's
 Alpaca/MetaMath template (docs: METHOD, "Inference and evaluation"), which both the encoder and, for
 the `sft` baseline and plain LLMs, the LLM read.
+
+`chat` prompts an instruct LLM the way it was trained: the question becomes the user turn of the LLM
+tokenizer's own chat template. The encoder, which has no chat template, reads the bare question; for a
+LinguaLIFT model the soft prompt takes the question's place inside the user turn.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ PROMPT_TEMPLATES = {
         "request.\n\n### Instruction:\n{question}\n\n### Response:"
     ),
     "plain": "{question}",
+    "chat": "{question}",
 }
 DEFAULT_TEMPLATE = "paper"
+CHAT_TEMPLATE = "chat"
 
 
 def resolve_template(template: str | None) -> str:
@@ -39,3 +45,22 @@ def resolve_template(template: str | None) -> str:
 
 def format_prompt(template: str | None, question: str) -> str:
     return resolve_template(template).replace("{question}", question)
+
+
+def uses_chat_template(template: str | None) -> bool:
+    """Whether the LLM side of this template is the tokenizer's chat template (see the module doc)."""
+    return template == CHAT_TEMPLATE
+
+
+def chat_template_affixes(tokenizer) -> tuple[str, str]:
+    """Text before and after the user message in the LLM's chat template (generation prompt included)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise LinguaLiftError(
+            "the chat prompt template needs an LLM whose tokenizer has a chat template; this one has none "
+            "(use prompt_template: paper, or an instruct LLM)"
+        )
+    marker = "\u2063LINGUALIFT_QUERY\u2063"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": marker}], tokenize=False,
+                                         add_generation_prompt=True)
+    before, after = text.split(marker)
+    return before, after

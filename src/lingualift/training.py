@@ -32,11 +32,12 @@ from transformers import get_scheduler
 
 from lingualift import components
 from lingualift.config import TrainConfig
-from lingualift.data import BridgeCollator, CausalLMCollator, build_examples, chat_template_affixes, read_instructions
+from lingualift.data import BridgeCollator, CausalLMCollator, build_examples, read_instructions
 from lingualift.errors import LinguaLiftError
 from lingualift.inference import RUN_METADATA
 from lingualift.io import atomic_write, write_json
 from lingualift.modeling import LinguaLiftModel
+from lingualift.prompts import chat_template_affixes, uses_chat_template
 from lingualift.stages import apply_freeze_policy, policy_for
 from lingualift.warmstart import lexical_warm_start
 
@@ -77,7 +78,7 @@ def build_model(config: TrainConfig, stage: str):
                                                     where=f"{config.source}: model.llm")
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        prefix, suffix = _affixes(model_cfg, tokenizer)
+        prefix, suffix = _affixes(config, tokenizer)
         collator = CausalLMCollator(tokenizer, llm_prefix=prefix, llm_suffix=suffix,
                                     max_target_length=config.data.max_target_length)
         return llm, collator, {"llm": llm}
@@ -92,15 +93,16 @@ def build_model(config: TrainConfig, stage: str):
             llm_sees_query=model_cfg.llm_sees_query, prompt_template=config.data.prompt_template,
             encoder_max_length=model_cfg.encoder_max_length, error_context=f"{config.source}: model",
         )
-        model.config.llm_prefix, model.config.llm_suffix = _affixes(model_cfg, model.llm_tokenizer)
+        model.config.llm_prefix, model.config.llm_suffix = _affixes(config, model.llm_tokenizer)
     collator = BridgeCollator.for_model(model, max_target_length=config.data.max_target_length)
     return model, collator, model.parameter_groups()
 
 
-def _affixes(model_cfg, tokenizer) -> tuple[str, str]:
-    if model_cfg.chat_template:
+def _affixes(config: TrainConfig, tokenizer) -> tuple[str, str]:
+    """LLM text around the prompt (sft) or the soft prompt (bridge): the chat template's user turn when asked."""
+    if config.model.chat_template or uses_chat_template(config.data.prompt_template):
         return chat_template_affixes(tokenizer)
-    return model_cfg.llm_prefix, model_cfg.llm_suffix
+    return config.model.llm_prefix, config.model.llm_suffix
 
 
 def load_training_examples(config: TrainConfig, prompt_template: str):

@@ -77,7 +77,7 @@ def lexical_warm_start(model, texts: Sequence[str], *, steps: int = 300, learnin
     generator = torch.Generator().manual_seed(seed)
 
     def mapped(rows):
-        return alignment.project(alignment.input_norm(states[rows]))
+        return alignment.map_states(states[rows])
 
     with torch.enable_grad():
         for _ in range(steps):

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The Qwen experiment (see README.md): multilingual-e5-small -> Qwen2.5-Coder-0.5B-Instruct, every method on the
+# same GSM8K rows and step budget, evaluated on MGSM (11 languages) and MMWP (7 languages per resource tier).
+# Run from the repository root, in the background; every part skips what is already done (resumable):
+#   nohup bash experiments/qwen05b/run.sh probe     > experiments/qwen05b/results/probe.log 2>&1 &
+#   nohup bash experiments/qwen05b/run.sh templates > experiments/qwen05b/results/templates.log 2>&1 &
+#   nohup bash experiments/qwen05b/run.sh all       > experiments/qwen05b/results/run.log 2>&1 &
+# Checkpoints and raw predictions go to runs/qwen05b/ (git-ignored); small results to experiments/qwen05b/results/.
+# BACKEND=vllm evaluates through the vLLM backend (scripts/vllm_env.sh) when it is installed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+PY=${PY:-.venv/bin/python}
+LL=${LL:-.venv/bin/lingualift}
+DATA=${LINGUALIFT_DATA_DIR:-../shared/data}
+E=experiments/qwen05b
+R=$E/results
+C=$E/configs
+RUNS=runs/qwen05b
+LLM=qwen2.5-coder-0.5b
+# MGSM: all 11 languages. MMWP: 7 per tier (tiers from src/lingualift/resources/mmwp_tiers.tsv).
+MMWP_HIGH=en,ru,de,zh,ja,es,fr
+MMWP_MEDIUM=th,ar,ko,vi,id,uk,fi
+MMWP_LOW=bn,te,sw,ta,ne,mr,kn
+LANGS=$MMWP_HIGH,$MMWP_MEDIUM,$MMWP_LOW      # MGSM's 11 languages are all in this list
+LIMIT=${LIMIT:-40}                          # problems per language and task
+MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-400}
+BATCH=${BATCH:-16}
+BACKEND=${BACKEND:-hf}
+mkdir -p "$R" "$RUNS"
+stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
+
+probe_run() {  # $1 = name, rest = experiments/small/scale.py flags: teacher-forced content gap during stage 1
+  local name=$1; shift
+  if [ -f "$R/probe/$name.json" ]; then stamp "probe $name: done"; return; fi
+  stamp "probe $name"
+  $PY experiments/small/scale.py --name "$name" --llm $LLM --threads 2 --data-dir "$DATA" --out "$R/probe" \
+    --eval-langs en,de,th,sw --eval-items 24 --final-items 16 "$@" > "$R/probe/$name.log" 2>&1 || stamp "FAILED $name"
+}
+
+probe() {
+  # (1) What makes question content reach Qwen through the soft prompt? Step-0 effect of the warm start at
+  # Qwen's embedding scale, then short stage-1 runs on code-switched prompts (cheap: no generation).
+  mkdir -p "$R/probe"
+  probe_run ws_mse_scale1 --warm-start lexical --steps 0
+  probe_run ws_mse_rms --warm-start lexical --output-scale embedding_rms --steps 0
+  probe_run rms_lr1e-4_s80 --warm-start lexical --output-scale embedding_rms --steps 80 --eval-every 40 \
+    --batch-size 4 --lr 1e-4 --codeswitch-ratio 0.5
+  $PY $E/summarize.py probe
+}
+
+templates() {
+  # (2) Zero-shot Qwen with the paper's Alpaca prompt vs its own chat template: the better one is the baseline.
+  for template in paper chat; do
+    evaluate_model "$LLM" "zeroshot_$template" --prompt-template $template --langs en,zh,de,th,sw,bn --limit 16
+  done
+}
+
+prepare_data() {
+  [ -f $RUNS/data/codeswitched.jsonl ] && return
+  $PY experiments/small/prepare_data.py --data-dir "$DATA" --out $RUNS/data --examples 800
+}
+
+train() {  # $1 = config name; resumes from its last step checkpoint
+  local out
+  out=$($PY -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['training']['output_dir'])" "$C/$1.yaml")
+  if [ -f "$out/final/config.json" ] || [ -f "$out/final/adapter_config.json" ]; then stamp "train $1: done"; return; fi
+  local resume=()
+  if compgen -G "$out/checkpoint-*" > /dev/null; then resume=(--set training.resume_from_checkpoint=latest); fi
+  stamp "train $1 ${resume[*]}"
+  $LL train "$C/$1.yaml" --data-dir "$DATA" "${resume[@]}" > "$R/train_$1.log" 2>&1
+  cp "$out/final/"*.jsonl "$R/" 2>/dev/null || true
+}
+
+evaluate_model() {  # $1 = model, $2 = name, rest = extra `lingualift eval` flags (later ones win)
+  local model=$1 name=$2; shift 2
+  if [ -f "$R/eval_$name.json" ]; then stamp "eval $name: done"; return; fi
+  stamp "eval $name"
+  $LL eval --model "$model" --tasks mgsm,mmwp --langs "$LANGS" --limit "$LIMIT" --max-new-tokens "$MAX_NEW_TOKENS" \
+    --batch-size "$BATCH" --data-dir "$DATA" --offline --no-progress --out "$RUNS/eval/$name" \
+    $( [ "$BACKEND" != hf ] && echo "--backend $BACKEND" ) "$@" > "$R/eval_$name.log" 2>&1
+  cp "$RUNS/eval/$name/results.json" "$R/eval_$name.json"
+}
+
+diagnose_model() {  # $1 = model, $2 = name: teacher-forced transfer diagnostic on all MGSM languages
+  if [ -f "$R/transfer_$2.json" ]; then return; fi
+  stamp "diagnose $2"
+  $LL diagnose --model "$1" --data-dir "$DATA" --limit 24 --out "$RUNS/diagnose/$2" > "$R/diagnose_$2.log" 2>&1
+  cp "$RUNS/diagnose/$2/transfer.json" "$R/transfer_$2.json"
+}
+
+main_comparison() {
+  # (3) Every method on the same rows: 200 stage-1 (or langbridge) steps, 100 stage-2 / SFT LoRA steps, batch 4.
+  TEMPLATE=$($PY $E/summarize.py best-template)
+  prepare_data
+  evaluate_model "$LLM" zeroshot --prompt-template "$TEMPLATE"
+  train lingualift_align;  evaluate_model $RUNS/lingualift_align/final lingualift_s1
+  train mindmerger_align;  evaluate_model $RUNS/mindmerger_align/final mindmerger_s1
+  train lingualift_task;   evaluate_model $RUNS/lingualift_task/final lingualift
+  train sft;               evaluate_model $RUNS/sft/final sft
+  train langbridge;        evaluate_model $RUNS/langbridge/final langbridge
+  for name in lingualift_s1 lingualift; do diagnose_model $RUNS/${name/_s1/_align}/final $name; done
+  $PY $E/summarize.py main
+}
+
+case "${1:-all}" in
+  probe) probe ;;
+  templates) templates ;;
+  main) main_comparison ;;
+  all) probe; templates; main_comparison ;;
+  *) echo "usage: $0 [probe|templates|main|all]" >&2; exit 2 ;;
+esac

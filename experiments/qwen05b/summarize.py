@@ -1,0 +1,137 @@
+"""Summaries of the Qwen experiment (see README.md): probe tables, the zero-shot template choice, and the main
+comparison (`results/summary.json`, paired differences, truncation rates, chart).
+
+    python experiments/qwen05b/summarize.py probe | best-template | main
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from lingualift.evaluation import load_run, paired_differences  # noqa: E402
+from lingualift.io import atomic_write, write_json  # noqa: E402
+from lingualift.report import markdown_table  # noqa: E402
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+RUNS = Path("runs/qwen05b/eval")
+METHODS = {  # name in results/ -> what it is (the issue's letters)
+    "zeroshot": "(a) Qwen zero-shot, reads the question",
+    "sft": "(b) Qwen + English LoRA SFT, reads the question",
+    "langbridge": "(c) LangBridge (linear bridge, English data, one stage)",
+    "lingualift_s1": "(d) LinguaLIFT, stage 1 only",
+    "lingualift": "(d) LinguaLIFT, stage 1 + stage 2 (LoRA)",
+    "mindmerger_s1": "(e) LinguaLIFT + llm_sees_query (MindMerger-style), stage 1 only",
+}
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def probe() -> None:
+    rows = []
+    for path in sorted((RESULTS / "probe").glob("*.json")):
+        run = _load(path)
+        final = run["final"]
+        reference = run.get("reference_llm_reads_question") or {}
+        ws = run.get("warm_start") or {}
+        langs = sorted(final)
+        rows.append([path.stem, run["args"].get("steps"), run["args"].get("lr"), run["args"].get("output_scale") or 1,
+                     f"{ws.get('nearest_is_paired_token', float('nan')):.3f}" if ws else "-",
+                     *(f"{final[l]['gap']:+.3f}" for l in ("en", "de", "zh", "th", "bn", "te", "sw") if l in final),
+                     " ".join(f"{l} {reference[l]['gap']:+.2f}" for l in sorted(reference))])
+    table = markdown_table(["run", "steps", "lr", "output scale", "warm-start nearest = paired",
+                            "gap en", "de", "zh", "th", "bn", "te", "sw", "reference (Qwen reads the text, 24 items)"],
+                           rows)
+    atomic_write(RESULTS / "probe_summary.md", "Content gap (nats/token, mismatched - right question), 16 MGSM "
+                 "items per language after the run.\n\n" + table + "\n")
+    print(table)
+
+
+def best_template() -> None:
+    """The zero-shot template with the higher mean MGSM accuracy (chat when the check has not run)."""
+    scores = {}
+    for template in ("paper", "chat"):
+        run = _load(RESULTS / f"eval_zeroshot_{template}.json")
+        if run:
+            scores[template] = run["tasks"]["mgsm"]["overall"]["accuracy"]
+    print(max(scores, key=scores.get) if len(scores) == 2 else "chat")
+
+
+def truncation_rate(records: dict, max_new_tokens: int, tokenizer) -> float:
+    """Share of outputs that used the whole token budget (the answer may be cut off)."""
+    outputs = [r["output"] for by_lang in records.values() for recs in by_lang.values() for r in recs]
+    lengths = [len(ids) for ids in tokenizer(outputs, add_special_tokens=False).input_ids]
+    return sum(length >= max_new_tokens - 1 for length in lengths) / max(len(lengths), 1)
+
+
+def main_summary() -> None:
+    from transformers import AutoTokenizer
+
+    from lingualift.assets import qwen_05b_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(qwen_05b_dir())
+    summary, runs = {}, {}
+    for name, label in METHODS.items():
+        results = _load(RESULTS / f"eval_{name}.json")
+        if results is None:
+            continue
+        summary[name] = {"label": label}
+        for task, block in results["tasks"].items():
+            entries = {tier: {"accuracy": v["accuracy"], "ci_low": v["ci95"][0], "ci_high": v["ci95"][1],
+                              "n": len(v["languages"])} for tier, v in block["tiers"].items()}
+            entries["overall"] = {"accuracy": block["overall"]["accuracy"], "ci_low": block["overall"]["ci95"][0],
+                                  "ci_high": block["overall"]["ci95"][1], "n": len(block["overall"]["languages"])}
+            for lang, v in block["languages"].items():
+                entries[lang] = {"accuracy": v["accuracy"], "ci_low": v["ci95"][0], "ci_high": v["ci95"][1], "n": v["n"]}
+            summary[name][task] = entries
+        if (RUNS / name).is_dir():
+            runs[name] = load_run(RUNS / name)
+            budget = (_load(RUNS / name / "run.json") or {}).get("generation", {}).get("max_new_tokens") or 512
+            summary[name]["max_new_tokens"] = budget
+            summary[name]["truncation_rate"] = truncation_rate(runs[name], budget, tokenizer)
+    write_json(RESULTS / "summary.json", summary)
+    if "zeroshot" in runs:
+        differences = {name: paired_differences(run, runs["zeroshot"]) for name, run in runs.items() if name != "zeroshot"}
+        write_json(RESULTS / "differences_vs_zeroshot.json", differences)
+    chart(summary)
+    print(json.dumps({name: {task: {t: round(v[t]["accuracy"], 3) for t in ("high", "medium", "low", "overall") if t in v}
+                             for task, v in block.items() if isinstance(v, dict) and "overall" in v}
+                      for name, block in summary.items()}, indent=1))
+
+
+def chart(summary: dict) -> None:
+    tiers = ("high", "medium", "low")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for axis, task in zip(axes, ("mgsm", "mmwp")):
+        names = [name for name in summary if task in summary[name]]
+        width = 0.8 / max(len(names), 1)
+        for index, name in enumerate(names):
+            values = [summary[name][task].get(t, {}).get("accuracy", 0) * 100 for t in tiers]
+            lows = [summary[name][task].get(t, {}).get("ci_low", 0) * 100 for t in tiers]
+            highs = [summary[name][task].get(t, {}).get("ci_high", 0) * 100 for t in tiers]
+            xs = [i + (index - (len(names) - 1) / 2) * width for i in range(len(tiers))]
+            axis.bar(xs, values, width, label=name,
+                     yerr=[[v - lo for v, lo in zip(values, lows)], [hi - v for v, hi in zip(values, highs)]],
+                     capsize=2)
+        axis.set_xticks(range(len(tiers)), tiers)
+        axis.set_title(f"{task.upper()} accuracy by resource tier (95% CI)")
+        axis.set_ylim(0, 100)
+    axes[0].set_ylabel("accuracy (%)")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    path = RESULTS / "summary.png"
+    fig.savefig(path.with_suffix(".tmp.png"), dpi=110)
+    path.with_suffix(".tmp.png").replace(path)
+
+
+if __name__ == "__main__":
+    {"probe": probe, "best-template": best_template, "main": main_summary}[sys.argv[1]]()
