@@ -35,15 +35,15 @@ probe_run() {  # $1 = name, rest = experiments/small/scale.py flags: teacher-for
   if [ -f "$R/probe/$name.json" ]; then stamp "probe $name: done"; return; fi
   stamp "probe $name"
   $PY experiments/small/scale.py --name "$name" --llm $LLM --threads 2 --data-dir "$DATA" --out "$R/probe" \
-    --eval-langs en,de,th,sw --eval-items 24 --final-items 16 "$@" > "$R/probe/$name.log" 2>&1 || stamp "FAILED $name"
+    --eval-langs en,de,th,sw --eval-items 24 --final-items 24 --final-langs en,zh,de,th,bn,te,sw "$@" > "$R/probe/$name.log" 2>&1 || stamp "FAILED $name"
 }
 
 probe() {
   # (1) What makes question content reach Qwen through the soft prompt? Step-0 effect of the warm start at
   # Qwen's embedding scale, then short stage-1 runs on code-switched prompts (cheap: no generation).
   mkdir -p "$R/probe"
-  probe_run ws_mse_scale1 --warm-start lexical --steps 0
-  probe_run ws_mse_rms --warm-start lexical --output-scale embedding_rms --steps 0
+  probe_run ws_mse_scale1 --warm-start lexical --steps 0 --final-items 16 --final-langs en,es,fr,de,ru,zh,ja,th,sw,bn,te
+  probe_run ws_mse_rms --warm-start lexical --output-scale embedding_rms --steps 0 --final-items 1 --final-langs en
   probe_run rms_lr1e-4_s80 --warm-start lexical --output-scale embedding_rms --steps 80 --eval-every 40 \
     --batch-size 4 --lr 1e-4 --codeswitch-ratio 0.5
   $PY $E/summarize.py probe

@@ -18,6 +18,7 @@ training or evaluation).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -86,6 +87,8 @@ def main() -> None:
     parser.add_argument("--eval-items", type=int, default=24)
     parser.add_argument("--eval-langs", default="en,de")
     parser.add_argument("--final-items", type=int, default=32, help="MGSM items per language for the final evaluation")
+    parser.add_argument("--final-langs", default=",".join(MGSM_LANGUAGES),
+                        help="languages of the final evaluation (default: all MGSM languages)")
     parser.add_argument("--final-reference", action="store_true", help="also score the text-reading LLM per language")
     parser.add_argument("--codeswitch-ratio", type=float, default=0.0, help="0 = plain English prompts")
     parser.add_argument("--chat-template", action="store_true")
@@ -107,7 +110,15 @@ def main() -> None:
     eval_questions = {l: mgsm[l][: args.eval_items] for l in langs}
     reader = CausalLMGenerator(model.llm, tok, prompt_template="plain", name=args.llm, device="cpu",
                                llm_prefix=model.config.llm_prefix, llm_suffix=model.config.llm_suffix)
-    reference = {l: gap_scores(reader, eval_questions[l], truncated[: args.eval_items]) for l in langs}
+    # The text-reading reference depends only on the LLM, its affixes and the items: computed once, then cached.
+    key = hashlib.sha256(json.dumps([args.llm, model.config.llm_prefix, model.config.llm_suffix, langs,
+                                     args.eval_items, args.max_target_length]).encode()).hexdigest()[:16]
+    cache = Path("runs") / "scale_reference" / f"{key}.json"
+    if cache.is_file():
+        reference = json.loads(cache.read_text(encoding="utf-8"))
+    else:
+        reference = {l: gap_scores(reader, eval_questions[l], truncated[: args.eval_items]) for l in langs}
+        write_json(cache, reference)
     print("reference (LLM reads the question):", json.dumps({l: round(r["gap"], 3) for l, r in reference.items()}),
           flush=True)
 
@@ -165,10 +176,11 @@ def main() -> None:
             running = []
     model.eval()
     with torch.no_grad():  # every MGSM language, more items: the numbers the write-up quotes per language
+        final_langs = args.final_langs.split(",")
         final = {l: gap_scores(generator, mgsm[l][: args.final_items], truncated[: args.final_items])
-                 for l in MGSM_LANGUAGES}
+                 for l in final_langs}
         final_reference = {l: gap_scores(reader, mgsm[l][: args.final_items], truncated[: args.final_items])
-                           for l in MGSM_LANGUAGES} if args.final_reference else None
+                           for l in final_langs} if args.final_reference else None
     print("final gaps:", json.dumps({l: round(r["gap"], 4) for l, r in final.items()}), flush=True)
     weights = Path("runs") / Path(args.out).parent.parent.name / "scale" / f"{args.name}.alignment.safetensors"
     weights.parent.mkdir(parents=True, exist_ok=True)
