@@ -29,6 +29,7 @@ every model is built from a config with random weights.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -92,13 +93,16 @@ class Settings:
 DRY_RUN_VOCAB = 512  # the presets' byte tokenizer has 260 tokens
 
 
-def dry_run_patches(settings: Settings) -> list[str]:
-    """CPU dry run only: bf16 matmuls on a CPU without avx512_bf16 / AMX run ~100x slower than fp32 (1024^2:
-    13 s vs 0.13 s measured), so (1) the paper presets' vocabularies (32000 / 250112) shrink to 512, and
+@contextlib.contextmanager
+def dry_run_patches(settings: Settings):
+    """CPU dry run only: bf16 matmuls on a CPU without avx512_bf16 / AMX run ~50x slower than fp32 (measured on
+    the development VM: 1.0-1.3 vs 43-63 GFLOP/s at 256^2-512^2, one thread; `bench.matmul_rate`'s twelve
+    1024^2 bf16 products alone took 74 s), so (1) the paper presets' vocabularies (32000 / 250112) shrink to 512, and
     (2) `bench.matmul_rate` (the denominator of `achieved`) measures fp32. Shapes stay tiny; the code paths are
-    the GPU ones. Never applied on a GPU run."""
+    the GPU ones. Never applied on a GPU run. Yields the list of changes; restores `bench` on exit."""
     if not settings.dry_run or _cuda(settings):
-        return []
+        yield []
+        return
     import torch
 
     from lingualift import bench
@@ -112,7 +116,10 @@ def dry_run_patches(settings: Settings) -> list[str]:
 
     bench.paper_configs = small_vocab_configs
     bench.matmul_rate = lambda device, dtype, repeats=10: matmul_rate(device, torch.float32, repeats=3)
-    return [f"dry run: vocabularies shrunk to {DRY_RUN_VOCAB}", "dry run: matmul rate measured in fp32"]
+    try:
+        yield [f"dry run: vocabularies shrunk to {DRY_RUN_VOCAB}", "dry run: matmul rate measured in fp32"]
+    finally:
+        bench.paper_configs, bench.matmul_rate = paper_configs, matmul_rate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,10 +157,6 @@ def _bench_settings(settings: Settings, **overrides):
 
 def _cuda(settings: Settings) -> bool:
     return settings.device.startswith("cuda")
-
-
-def _gib(mib: float | None) -> float | None:
-    return None if mib is None else mib / 1024
 
 
 # ---------------------------------------------------------------------------------------------- sub-checks
@@ -369,7 +372,7 @@ def check_fsdp(settings: Settings, out: Path, deadline: float) -> dict:
     try:
         _write_fsdp_data(workdir / "train.jsonl", settings.fsdp_batch_size * settings.fsdp_steps * 2)
         for part in ("first", "resume"):
-            launch = _launch_fsdp_worker(settings, workdir, part, deadline)
+            launch = _launch_fsdp_worker(settings, workdir, out, part, deadline)
             result["launches"].append(launch)
             _write_partial(out, "fsdp", result)
             if launch["rc"] != 0:
@@ -405,19 +408,18 @@ def _write_fsdp_data(path: Path, count: int) -> None:
                         "answer": FILLER[200 + 13 * i : 260 + 17 * i]} for i in range(count)))
 
 
-def _launch_fsdp_worker(settings: Settings, workdir: Path, part: str, deadline: float) -> dict:
+def _launch_fsdp_worker(settings: Settings, workdir: Path, out: Path, part: str, deadline: float) -> dict:
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(FSDP_CONFIG),
                "--num_processes", "1", "--num_machines", "1", "--main_process_port", str(29500 + os.getpid() % 1000),
                str(Path(__file__).resolve()), "--fsdp-worker", part, "--workdir", str(workdir),
                "--settings", json.dumps(dataclasses.asdict(settings)), "--deadline", str(deadline - 5)]
     say(f"fsdp: accelerate launch --config_file {FSDP_CONFIG.relative_to(REPO)} --num_processes 1 ... ({part})")
-    log = workdir / f"launch-{part}.log"
+    log = out / "logs" / f"fsdp-launch-{part}.log"  # comes back with the results (the workdir does not)
     started = time.time()
-    rc = _run_logged(command, log, max(1.0, deadline - time.time()), echo_prefix="  ")
+    rc = _run_logged(command, log, max(1.0, deadline - time.time()))
     text = log.read_text(errors="replace")
-    # Keep the launcher's log: it comes back with the results (the workdir does not).
     launch = {"part": part, "rc": rc, "seconds": time.time() - started, "error": _last_error(text) if rc else None,
-              "log_tail": text[-4000:]}
+              "log": str(log.relative_to(out))}
     say(f"fsdp: launch {part} finished: rc {rc} in {launch['seconds']:.0f} s")
     return launch
 
@@ -445,14 +447,18 @@ def _losses(run_dir: Path) -> list[float]:
 # ------------------------------------------------------------------------------------- fsdp: the worker
 def fsdp_worker(part: str, workdir: Path, settings: Settings) -> int:
     """Runs under `accelerate launch`; registers the paper-shape presets in this process."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    with dry_run_patches(settings):
+        return _fsdp_runs(part, workdir, settings)
+
+
+def _fsdp_runs(part: str, workdir: Path, settings: Settings) -> int:
     import torch
 
     from lingualift import bench
     from lingualift.config import config_from_dict
     from lingualift.training import Trainer
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    dry_run_patches(settings)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bench_settings = _bench_settings(settings, layers=settings.fsdp_layers, width_divisor=settings.fsdp_width_divisor)
     report = {"part": part, "runs": {}, "env": {k: os.environ.get(k) for k in
@@ -497,39 +503,48 @@ def fsdp_worker(part: str, workdir: Path, settings: Settings) -> int:
 
     runs = (("uninterrupted", False), ("repeat", False), ("interrupted", False)) if part == "first" else \
         (("interrupted", True),)
-    with bench.paper_presets(bench_settings, device):
-        for run, resume in runs:
-            started = time.time()
-            say(f"fsdp worker ({part}): run {run}{' (resume from latest)' if resume else ''}")
-            info = report["runs"].setdefault(run, {})
-            trainer = CheckTrainer(config(run, resume))
-            trainer.run = run
-            trainer.stop_at = settings.fsdp_save_at if (run == "interrupted" and not resume) else None
-            parameter = next(p for p in trainer.model.parameters() if p.requires_grad)
-            report["distributed_type"] = str(trainer.accelerator.distributed_type).split(".")[-1]
-            report["num_processes"] = trainer.accelerator.num_processes
-            info.update(parameter_class=type(parameter).__name__, parameter_dtype=str(parameter.dtype),
-                        trainable_params=sum(p.numel() for p in trainer.model.parameters() if p.requires_grad))
-            plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
-            if plugin is not None:
-                report["fsdp_plugin"] = {"version": getattr(plugin, "fsdp_version", None),
-                                         "state_dict_type": str(getattr(plugin, "state_dict_type", None)),
-                                         "reshard_after_forward": str(getattr(plugin, "reshard_after_forward", None))}
-            try:
-                trainer.train()
-                info["stopped_at"] = None
-            except _Stop:
-                info["stopped_at"] = trainer.step
-                say(f"fsdp worker: run {run} stopped after its checkpoint at step {trainer.step} (simulated crash)")
-            info["steps"] = trainer.step
-            info["seconds"] = time.time() - started
-            del trainer, parameter
-            _free()
-    if int(os.environ.get("RANK", "0")) == 0:
-        from lingualift.io import write_json
+    try:
+        with bench.paper_presets(bench_settings, device):
+            _fsdp_loop(runs, report, CheckTrainer, config, settings, _Stop)
+    except Exception as exc:
+        report["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        raise
+    finally:
+        if int(os.environ.get("RANK", "0")) == 0:
+            from lingualift.io import write_json
 
-        write_json(workdir / f"worker-{part}.json", report)
+            write_json(workdir / f"worker-{part}.json", report)
     return 0
+
+
+def _fsdp_loop(runs, report: dict, trainer_class, config, settings: Settings, stop) -> None:
+    for run, resume in runs:
+        started = time.time()
+        say(f"fsdp worker ({report['part']}): run {run}{' (resume from latest)' if resume else ''}")
+        info = report["runs"].setdefault(run, {})
+        trainer = trainer_class(config(run, resume))
+        trainer.run = run
+        trainer.stop_at = settings.fsdp_save_at if (run == "interrupted" and not resume) else None
+        parameter = next(p for p in trainer.model.parameters() if p.requires_grad)
+        report["distributed_type"] = str(trainer.accelerator.distributed_type).split(".")[-1]
+        report["num_processes"] = trainer.accelerator.num_processes
+        info.update(parameter_class=type(parameter).__name__, parameter_dtype=str(parameter.dtype),
+                    trainable_params=sum(p.numel() for p in trainer.model.parameters() if p.requires_grad))
+        plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
+        if plugin is not None:
+            report["fsdp_plugin"] = {"version": getattr(plugin, "fsdp_version", None),
+                                     "state_dict_type": str(getattr(plugin, "state_dict_type", None)),
+                                     "reshard_after_forward": str(getattr(plugin, "reshard_after_forward", None))}
+        try:
+            trainer.train()
+            info["stopped_at"] = None
+        except stop:
+            info["stopped_at"] = trainer.step
+            say(f"fsdp worker: run {run} stopped after its checkpoint at step {trainer.step} (simulated crash)")
+        info["steps"] = trainer.step
+        info["seconds"] = time.time() - started
+        del trainer, parameter
+        _free()
 
 
 def _dump_trainable(trainer, path: Path) -> None:
@@ -573,30 +588,35 @@ def _watchdog(deadline: float) -> None:
     threading.Thread(target=run, daemon=True).start()
 
 
-def child(name: str, out: Path, settings: Settings, deadline: float) -> int:
-    _watchdog(deadline)
+def child(name: str, out: Path, settings: Settings, deadline: float, watchdog: bool = True) -> int:
+    """Run one sub-check and write `checks/<name>.json`; 0 when it ran (whatever it found), 1 on an error."""
+    if watchdog:
+        _watchdog(deadline)
     from lingualift.io import write_json
 
     started = time.time()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    patches = []
     try:
-        patches = [] if name == "env" else dry_run_patches(settings)
-        if name == "env":
-            result = check_env(settings, out)
-        elif name in STAGE_OF:
-            result = check_train(settings, out, name)
-        elif name == "eval":
-            result = check_eval(settings, out)
-        elif name == "invariance":
-            result = check_invariance(settings, out)
-        elif name == "fsdp":
-            result = check_fsdp(settings, out, deadline)
-        else:
-            raise ValueError(name)
+        with (contextlib.nullcontext([]) if name == "env" else dry_run_patches(settings)) as patches:
+            if name == "env":
+                result = check_env(settings, out)
+            elif name in STAGE_OF:
+                result = check_train(settings, out, name)
+            elif name == "eval":
+                result = check_eval(settings, out)
+            elif name == "invariance":
+                result = check_invariance(settings, out)
+            elif name == "fsdp":
+                result = check_fsdp(settings, out, deadline)
+            else:
+                raise ValueError(name)
         status = "ok"
-    except BaseException as exc:  # noqa: BLE001 - every failure (OOM included) is the result of this check
+    except Exception as exc:  # every failure (CUDA OOM included) is this check's result, not the run's end
         traceback.print_exc()
-        result = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:500]}
+        partial = out / "checks" / f"{name}.partial.json"  # what the check had measured before it failed
+        result = json.loads(partial.read_text()) if partial.is_file() else {}
+        result["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         if settings.device.startswith("cuda"):
             import torch
 
@@ -611,7 +631,7 @@ def child(name: str, out: Path, settings: Settings, deadline: float) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- driver
-def _run_logged(command: list[str], log: Path, timeout: float, echo_prefix: str = "", env: dict | None = None) -> int:
+def _run_logged(command: list[str], log: Path, timeout: float, env: dict | None = None) -> int:
     """Run in its own session, output to `log`; echo its progress lines; kill its process group on timeout."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w", encoding="utf-8") as handle:
@@ -624,7 +644,7 @@ def _run_logged(command: list[str], log: Path, timeout: float, echo_prefix: str 
                 handle.write(line)
                 handle.flush()
                 if line.startswith("[gpu_check"):
-                    print(echo_prefix + line, end="", flush=True)
+                    print(line, end="", flush=True)
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
@@ -800,7 +820,7 @@ def driver(args) -> int:
             say("stopped by the overall hard limit; partial summary written")
             sys.exit(124)
 
-    signal.signal(signal.SIGTERM, finish)
+    previous_handler = signal.signal(signal.SIGTERM, finish)
     env = dict(os.environ, GPU_CHECK_T0=str(T0), PYTHONUNBUFFERED="1", TQDM_DISABLE="1",
                TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
@@ -835,6 +855,7 @@ def driver(args) -> int:
             line += f" — {result['error'][:300]}"
         say(line)
         _write_summary(out, results, settings, meta)
+    signal.signal(signal.SIGTERM, previous_handler)
     meta["elapsed_s"] = time.time() - T0
     summary = _write_summary(out, results, settings, meta)
     print()
