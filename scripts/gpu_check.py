@@ -695,7 +695,10 @@ def summarise(results: dict, settings: Settings, meta: dict) -> dict:
         status = result.get("status", "?")
         metrics, verdict = "", "–"
         if status == "ok":
-            metrics, verdict = _describe(check.name, result, settings, best_stage2)
+            try:
+                metrics, verdict = _describe(check.name, result, settings, best_stage2)
+            except (KeyError, TypeError, ValueError) as exc:  # never lose the summary over one odd result
+                metrics, verdict = f"(cannot summarise: {type(exc).__name__}: {exc}; see checks/{check.name}.json)", "?"
         elif result.get("error"):
             metrics = result["error"]
         rows.append({"check": check.name, "status": status, "seconds": result.get("seconds"), "result": metrics,
@@ -732,7 +735,8 @@ def _describe(name: str, r: dict, settings: Settings, best_stage2: list) -> tupl
                  + (f" ({row['peak_reserved_mb'] / 1024:.2f} reserved)" if "peak_reserved_mb" in row else "")
                  for row in r["rows"]]
         verdict = ("met" if r["met"] else "missed") if cuda and "met" in r else "n/a (CPU)"
-        return "; ".join(parts) + f"; weights {r['weights_mb'] / 1024:.2f} GiB", verdict
+        weights = f"{r['weights_mb'] / 1024:.2f} GiB" if r["weights_mb"] >= 100 else f"{r['weights_mb']:.1f} MiB"
+        return "; ".join(parts) + f"; weights {weights}", verdict
     if name == "invariance":
         bf16 = r["bf16"]
         text = (f"bf16 {r['attention']}: {bf16['identical']}/{bf16['examples']} identical "
@@ -745,7 +749,9 @@ def _describe(name: str, r: dict, settings: Settings, best_stage2: list) -> tupl
     if name == "fsdp":
         resumed, repeat = r["compare"]["resumed_vs_uninterrupted"], r["compare"]["repeat_vs_uninterrupted"]
         saves = r.get("final_save", {})
-        text = (f"{'FSDP' if r['fsdp_active'] else 'NOT FSDP (' + r['distributed_type'] + ', CPU: plugin ignored)'}, "
+        active = "FSDP" if r["fsdp_active"] else f"NOT FSDP ({r['distributed_type']}" + \
+            (", CPU: accelerate ignores the FSDP plugin)" if not cuda else ")")
+        text = (f"{active}, "
                 f"{settings.fsdp_steps} steps, stop+resume at {settings.fsdp_save_at}: resumed vs uninterrupted "
                 f"{'bitwise equal' if resumed['bitwise_equal'] else 'max |Δ| %.3g' % resumed.get('max_abs_diff', float('nan'))}"
                 f" ({resumed.get('tensors', 0)} tensors); repeat vs uninterrupted "
@@ -814,10 +820,10 @@ def driver(args) -> int:
             _kill(process)
         if signum is not None:
             for check in checks:
-                results.setdefault(check.name, {"status": "killed", "error": "the overall hard limit stopped the run"})
+                results.setdefault(check.name, {"status": "killed", "error": "SIGTERM (the overall hard limit) stopped the run"})
         _write_summary(out, results, settings, meta)
         if signum is not None:
-            say("stopped by the overall hard limit; partial summary written")
+            say("stopped by SIGTERM (the overall hard limit); partial summary written")
             sys.exit(124)
 
     previous_handler = signal.signal(signal.SIGTERM, finish)
