@@ -141,7 +141,8 @@ def test_bridge_prompts_are_the_models_packed_rows(bridge):
 def test_stop_strings_and_near_greedy_sampling_match_hf(bridge):
     _, hf, fast = bridge
     free = hf.generate(QUESTIONS, max_new_tokens=NEW_TOKENS, batch_size=4)
-    stop = [free[0][2:4], free[1][5:7]]  # strings the outputs really contain
+    longest = sorted(free, key=len)[-2:]
+    stop = [longest[0][2:4], longest[1][5:7]]  # strings the outputs really contain
     expected = hf.generate(QUESTIONS, max_new_tokens=NEW_TOKENS, stop=stop, batch_size=4)
     assert any(len(e) < len(f) for e, f in zip(expected, free))  # some output was cut
     assert fast.generate(QUESTIONS, max_new_tokens=NEW_TOKENS, stop=stop, batch_size=4) == expected
@@ -223,3 +224,16 @@ def test_tiny_presets_are_refused_by_vllm_cpu_kernels():
         pytest.skip("GPU attention backends take head size 16")
     with pytest.raises(Exception):
         load_generator("tiny-llama", backend="vllm", **ENGINE).generate(["hi"], max_new_tokens=2)
+
+
+@needs_vllm
+def test_bench_compares_backends_on_the_same_items(tmp_path):
+    from lingualift import bench
+
+    path = bridge_checkpoint(tmp_path / "ckpt")
+    settings = bench.BenchSettings(device="cpu", backends=("hf", "vllm"), dtypes=("fp32",), model=str(path),
+                                   items=4, new_tokens=6, eval_repeats=1, vllm_eager=True)
+    rows = bench.run_bench(settings, tmp_path / "out", train=False)["backends"]["rows"]
+    assert [row["backend"] for row in rows] == ["hf", "vllm"]
+    assert rows[1]["same_as_reference"] == 4 and rows[1]["first_difference"] == [None] * 4
+    assert rows[1]["tokens_per_s"] > 0 and rows[1]["memory_mb"] > 0

@@ -81,6 +81,7 @@ class BenchSettings:
     model: str | None = None  # backend comparison: checkpoint / LLM spec; None: random-alignment LinguaLIFT model
     items: int = 64  # backend comparison: prompts (MGSM questions when the data is there)
     vllm_lora: str = "merge"
+    vllm_eager: bool = False  # vLLM without torch.compile (faster start, usually slower decoding)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -500,6 +501,8 @@ def bench_backends(settings: BenchSettings, workdir: Path) -> dict:
     for backend, dtype in configs:
         key = f"{backend} {dtype}"
         options = {"lora": settings.vllm_lora} if backend == "vllm" else {}
+        if backend == "vllm" and settings.vllm_eager:
+            options["engine_kwargs"] = {"enforce_eager": True}
         with TreeMemory(device) as memory:
             start = time.perf_counter()
             generator = load_generator(spec, device=settings.device, dtype=dtype, backend=backend, **options)

@@ -45,6 +45,8 @@ def configure(parser) -> None:
                         "with a seeded random alignment layer over --encoder/--llm)")
     parser.add_argument("--items", type=int, help="--backend: number of prompts (default 64)")
     parser.add_argument("--vllm-lora", choices=("merge", "request"), help="--backend vllm, LoRA checkpoints")
+    parser.add_argument("--vllm-eager", action="store_true", default=None,
+                        help="--backend vllm: no torch.compile (faster engine start)")
 
 
 def settings_from_args(args):
@@ -80,10 +82,11 @@ def settings_from_args(args):
 
             import_vllm()  # fail before any model is built
         values["backends"] = args.backend
-    elif args.dtypes or args.model or args.items or args.vllm_lora:
-        raise LinguaLiftError("--dtypes, --model, --items and --vllm-lora only apply with --backend")
+    elif args.dtypes or args.model or args.items or args.vllm_lora or args.vllm_eager:
+        raise LinguaLiftError("--dtypes, --model, --items, --vllm-lora and --vllm-eager only apply with --backend")
     for key in ("batch_size", "encoder_length", "target_length", "repeats", "eval_batch_sizes", "new_tokens",
-                "precision", "gradient_checkpointing", "dtypes", "model", "items", "vllm_lora", "eval_repeats"):
+                "precision", "gradient_checkpointing", "dtypes", "model", "items", "vllm_lora", "eval_repeats",
+                "vllm_eager"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     for key in ("batch_size", "encoder_length", "target_length", "repeats", "new_tokens", "items", "eval_repeats"):
