@@ -12,6 +12,7 @@ use the same tiny shapes with 2 heads of 32 (`vllm_tiny_llm`).
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import pytest
@@ -33,7 +34,10 @@ except ImportError:
 needs_vllm = pytest.mark.skipif(
     not HAVE_VLLM, reason="vLLM is not importable here; run `bash scripts/vllm_env.sh` and "
     "$LINGUALIFT_VLLM_VENV/bin/python -m pytest tests/test_vllm_backend.py")
-ENGINE = {"engine_kwargs": {"enforce_eager": True}}  # no torch.compile: tests start engines in seconds
+# No torch.compile, engine and worker inside the test process (no spawned processes re-importing torch and
+# vLLM): an engine starts in seconds.
+ENGINE = {"engine_kwargs": {"enforce_eager": True, "distributed_executor_backend": "uni"}}
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 NEW_TOKENS = 12
 
 
