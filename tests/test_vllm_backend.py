@@ -221,13 +221,13 @@ def test_plain_llm_token_prompts_match_hf(tmp_path, kind):
 
 
 @needs_vllm
-def test_tiny_presets_are_refused_by_vllm_cpu_kernels():
-    """The tiny presets' head size (16) is below what vLLM's CPU attention supports; the failure must surface,
-    not hang (documented in docs/performance.md)."""
+def test_tiny_presets_are_refused_with_one_line_on_cpu():
+    """The tiny presets' head size (16) is below what vLLM's CPU attention supports: refused before the engine
+    starts, with a one-line error (documented in docs/performance.md)."""
     if torch.cuda.is_available():
         pytest.skip("GPU attention backends take head size 16")
-    with pytest.raises(Exception):
-        load_generator("tiny-llama", backend="vllm", **ENGINE).generate(["hi"], max_new_tokens=2)
+    with pytest.raises(LinguaLiftError, match="head size 16"):
+        load_generator("tiny-llama", backend="vllm", **ENGINE)
 
 
 @needs_vllm

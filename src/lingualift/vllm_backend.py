@@ -125,6 +125,7 @@ class VLLMGenerator:
         else:
             llm_dir, tokenizer_dir = self._prepare_causal(prompt_template)
         self.prompt_template = self._torch_side_template
+        _check_head_size(llm_dir)
         self._sampling_defaults = _hf_sampling_defaults(llm_dir)
         if self.lora_request is not None:
             engine.setdefault("enable_lora", True)
@@ -277,6 +278,27 @@ class VLLMGenerator:
                 shutdown.shutdown()
             self.engine = None
         self._finalizer()
+
+
+def _check_head_size(llm_dir) -> None:
+    """vLLM's CPU attention kernels take only some head sizes; an unsupported one otherwise kills the engine
+    mid-run with a long trace (e.g. the tiny presets: 16)."""
+    if torch.cuda.is_available():
+        return
+    from transformers import AutoConfig
+
+    try:
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+        supported = CPUAttentionBackend.get_supported_head_sizes()
+    except (ImportError, AttributeError):  # another vLLM layout: let the engine decide
+        return
+    config = AutoConfig.from_pretrained(str(llm_dir))
+    config = getattr(config, "text_config", None) or config
+    head = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    if head not in supported:
+        raise LinguaLiftError(f"{llm_dir}: head size {head} is not supported by vLLM's CPU attention "
+                              f"({', '.join(map(str, supported))}); use --backend hf for this model")
 
 
 def _lora_request(adapter: Path):
