@@ -46,7 +46,7 @@ def vllm_tiny_llm(kind: str = "llama", seed: int = 1):
     so that its greedy output depends on the prompt."""
     tokenizer = components.byte_tokenizer(add_eos=False)
     config = components._tiny_config(kind, len(tokenizer))
-    config.num_attention_heads, config.num_key_value_heads = 2, 1
+    config.num_attention_heads, config.num_key_value_heads, config.head_dim = 2, 1, 32
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = components.AutoModelForCausalLM.from_config(config)
