@@ -17,7 +17,7 @@ import sys
 
 import pytest
 import torch
-from helpers import QUESTIONS, sharpen, tiny_model
+from helpers import QUESTIONS, sharpen
 
 from lingualift import components
 from lingualift.cli import main
@@ -62,14 +62,13 @@ def save_llm(path, kind: str = "llama"):
 
 
 def bridge_checkpoint(path, lora: bool = False):
-    """A LinguaLIFT checkpoint (tiny-bert -> tiny llama), self-contained; optionally with a LoRA adapter whose
-    B matrices are non-zero, so merged and unmerged outputs differ from the base model's."""
-    llm, tokenizer = vllm_tiny_llm("llama")
-    model = tiny_model()
+    """A LinguaLIFT checkpoint: tiny-bert -> tiny llama (saved next to it as a plain HF directory).
+    Self-contained; or, with `lora`, laid out like a LoRA stage-2 run (adapter with non-zero B matrices, so
+    merged outputs differ from the base model's, plus references to the frozen parts)."""
     from lingualift.modeling import LinguaLiftModel
 
-    model = LinguaLiftModel.from_components(model.encoder, llm, "mlp", encoder_tokenizer=model.encoder_tokenizer,
-                                            llm_tokenizer=tokenizer, seed=0, prompt_template="plain")
+    base = save_llm(path.parent / f"{path.name}-base-llm")
+    model = LinguaLiftModel.from_components("tiny-bert", str(base), "mlp", seed=0, prompt_template="plain")
     sharpen(model.alignment, seed=2, std=0.5)
     if lora:
         from peft import LoraConfig, get_peft_model
@@ -80,7 +79,7 @@ def bridge_checkpoint(path, lora: bool = False):
             for name, parameter in model.llm.named_parameters():
                 if "lora_B" in name:
                     parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
-    model.save_pretrained(path)
+    model.save_pretrained(path, include_frozen=not lora)
     return path
 
 

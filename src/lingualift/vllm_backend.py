@@ -166,7 +166,11 @@ class VLLMGenerator:
         self.torch_side = BridgeGenerator(model, prompt_template=prompt_template, name=self.name, device=device)
         self.tokenizer = model.llm_tokenizer
         self._torch_side_template = self.torch_side.prompt_template
-        return llm_dir, path / LLM_TOKENIZER_DIR
+        # vLLM reads a config next to the tokenizer (it logs errors without one): copy the pair together.
+        tokenizer_dir = self._scratch / "tokenizer"
+        shutil.copytree(path / LLM_TOKENIZER_DIR, tokenizer_dir)
+        model.llm.config.save_pretrained(tokenizer_dir)
+        return llm_dir, tokenizer_dir
 
     def _prepare_causal(self, prompt_template) -> tuple[Path | str, Path | str]:
         """Token prompts: the tokenizer and collator of the HF path, no torch model."""
