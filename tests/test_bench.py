@@ -68,3 +68,17 @@ def test_paper_shapes_code_path_runs_on_cpu_with_few_layers(tmp_path):
     assert all(row["tokens_per_s"] > 0 for row in report["training"])
     assert report["generation"][1]["peak_memory_mb"] > 0
     assert "paper-" not in " ".join(bench.components.PRESETS)  # the temporary presets are gone
+
+
+def test_backend_comparison_reports_every_backend_and_dtype(tmp_path):
+    """HF only (vLLM has its own environment; tests/test_vllm_backend.py runs hf against vllm)."""
+    settings = bench.BenchSettings(**{**TINY, "eval_repeats": 2}, backends=("hf",), dtypes=("fp32", "bf16"), items=3)
+    report = bench.run_bench(settings, tmp_path, train=False)
+    section = json.loads((tmp_path / "bench.json").read_text())["backends"]
+    assert [(row["backend"], row["dtype"]) for row in section["rows"]] == [("hf", "fp32"), ("hf", "bf16")]
+    assert section["items"] == 3 and section["reference"] == "hf fp32"
+    first, second = section["rows"]
+    assert first["same_as_reference"] == first["same_as_hf_same_dtype"] == 3 and first["speedup"] == 1.0
+    assert second["same_as_hf_same_dtype"] == 3 and len(second["times"]) == 2 and second["load_s"] > 0
+    assert report["generation"] == []  # the comparison replaces the batch-size table
+    assert "| hf | bf16 |" in (tmp_path / "bench.md").read_text()

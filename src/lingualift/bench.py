@@ -76,6 +76,12 @@ class BenchSettings:
     paper_shapes: bool = False
     layers: int | None = None  # paper shapes: shrink both models to this many layers (CPU smoke test)
     width_divisor: int = 1  # paper shapes: divide every width by this (tests only)
+    backends: tuple[str, ...] = ()  # backend comparison, e.g. ("hf", "vllm"); empty: HF batch-size table only
+    dtypes: tuple[str, ...] = ("fp32",)  # backend comparison: each backend in each of these precisions
+    model: str | None = None  # backend comparison: checkpoint / LLM spec; None: random-alignment LinguaLIFT model
+    items: int = 64  # backend comparison: prompts (MGSM questions when the data is there)
+    vllm_lora: str = "merge"
+    vllm_eager: bool = False  # vLLM without torch.compile (faster start, usually slower decoding)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -117,6 +123,56 @@ class PeakMemory:
             self._stop.set()
             self._thread.join()
             self.peak_mb = max(self.peak_mb, _rss_mb())
+        return False
+
+
+def _tree_rss_mb() -> float:
+    """RSS of this process and all its descendants (vLLM runs its engine in child processes); shared pages
+    are counted once per process, so this errs high."""
+    total, todo, seen = 0.0, [os.getpid()], set()
+    page = os.sysconf("SC_PAGE_SIZE") / 2**20
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/statm") as handle:
+                total += int(handle.read().split()[1]) * page
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as handle:
+                    todo.extend(int(child) for child in handle.read().split())
+        except OSError:  # exited meanwhile, or not Linux
+            if pid == os.getpid():
+                return _rss_mb()
+    return total
+
+
+class TreeMemory(PeakMemory):
+    """Peak RSS of the process tree on CPU (sampled every 20 ms); CUDA: as PeakMemory (allocator peak of this
+    process only, so a vLLM engine's GPU memory is not in it)."""
+
+    def __init__(self, device: torch.device):
+        super().__init__(device)
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            return super().__enter__()
+        self.start_mb = self.peak_mb = _tree_rss_mb()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.02):
+            self.peak_mb = max(self.peak_mb, _tree_rss_mb())
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            return super().__exit__(*exc)
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, _tree_rss_mb())
         return False
 
 
@@ -381,6 +437,111 @@ def bench_generation(settings: BenchSettings, model=None) -> list[dict]:
     return results
 
 
+# ---------------------------------------------------------------------------------------------- backends
+def bench_questions(count: int) -> list[str]:
+    """`count` prompts of varied length: MGSM questions over its languages when the data is found, else slices
+    of FILLER (so left padding and per-row lengths are exercised either way)."""
+    from lingualift.tasks import get_task, load_examples
+
+    task = get_task("mgsm")
+    questions: list[str] = []
+    try:
+        per_lang = -(-count // len(task.languages))
+        for lang in task.languages:
+            questions += [ex.question for ex in load_examples(task, lang, None, per_lang, download=False)]
+    except LinguaLiftError:
+        questions = []
+    if len(questions) < count:
+        questions = [FILLER[: 40 + (97 * index) % 400] for index in range(count)]
+    return questions[:count]
+
+
+def _token_ids(generator, questions: list[str], new_tokens: int, batch_size: int) -> list[list[int]]:
+    """Greedy new token ids, exactly `new_tokens` per row (EOS suppressed on both backends alike)."""
+    if getattr(generator, "backend", "hf") == "vllm":
+        return generator.generate_token_ids(questions, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                            batch_size=batch_size)
+    options = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+    rows = []
+    with torch.inference_mode():
+        for start in range(0, len(questions), batch_size):
+            examples = generator._examples(questions[start : start + batch_size])
+            batch = generator._to_device(generator._collate(examples, left_pad=True))
+            rows += generator._generate(batch, options).tolist()
+    return rows
+
+
+def _bench_model(settings: BenchSettings, workdir: Path) -> str:
+    """The spec the backends load: `settings.model`, else a LinguaLIFT checkpoint with a random (seeded)
+    alignment layer over `settings.encoder` / `settings.llm`, saved by reference (small)."""
+    if settings.model:
+        return settings.model
+    from lingualift.modeling import LinguaLiftModel
+
+    model = LinguaLiftModel.from_components(settings.encoder, settings.llm, "mlp", seed=0,
+                                            encoder_max_length=settings.encoder_length)
+    path = workdir / "bench-model"
+    model.save_pretrained(path, include_frozen=False)
+    del model
+    gc.collect()
+    return str(path)
+
+
+def bench_backends(settings: BenchSettings, workdir: Path) -> dict:
+    """Every backend x dtype loaded side by side, generating the same prompts; timed runs interleave (the order
+    rotates each repeat), tokens/s are medians, and each speed-up is the median of same-repeat ratios."""
+    from lingualift.inference import load_generator
+
+    device = torch.device(settings.device)
+    spec = _bench_model(settings, workdir)
+    questions = bench_questions(settings.items)
+    batch_size = len(questions)  # HF: one batch of all prompts (its best throughput); vLLM schedules them itself
+    configs = [(backend, dtype) for backend in settings.backends for dtype in settings.dtypes]
+    rows, generators, outputs = [], {}, {}
+    for backend, dtype in configs:
+        key = f"{backend} {dtype}"
+        options = {"lora": settings.vllm_lora} if backend == "vllm" else {}
+        if backend == "vllm" and settings.vllm_eager:
+            options["engine_kwargs"] = {"enforce_eager": True}
+        with TreeMemory(device) as memory:
+            start = time.perf_counter()
+            generator = load_generator(spec, device=settings.device, dtype=dtype, backend=backend, **options)
+            load_s = time.perf_counter() - start
+            outputs[key] = _token_ids(generator, questions, settings.new_tokens, batch_size)  # warm-up, outputs
+        generators[key] = generator
+        rows.append({"backend": backend, "dtype": dtype, "load_s": load_s, "times": [],
+                     "memory_mb": memory.peak_mb - memory.start_mb})
+        logger.info("%s: loaded in %.1f s, +%.0f MiB", key, load_s, memory.peak_mb - memory.start_mb)
+    keys = [f"{row['backend']} {row['dtype']}" for row in rows]
+    for repeat in tqdm(range(settings.eval_repeats), desc="backends", leave=False):
+        order = list(range(len(rows)))
+        order = order[repeat % len(order):] + order[: repeat % len(order)]
+        for index in order:
+            rows[index]["times"].append(_timed(
+                functools.partial(_token_ids, generators[keys[index]], questions, settings.new_tokens, batch_size),
+                device))
+    tokens = len(questions) * settings.new_tokens
+    reference = keys[0]
+    for row, key in zip(rows, keys):
+        row["seconds"] = statistics.median(row["times"])
+        row["tokens_per_s"] = tokens / row["seconds"]
+        row["speedup"] = statistics.median(ref / own for ref, own in zip(rows[0]["times"], row["times"]))
+        same_dtype = f"hf {row['dtype']}"
+        for label, other in (("same_as_reference", reference), ("same_as_hf_same_dtype", same_dtype)):
+            if other in outputs:
+                row[label] = sum(a == b for a, b in zip(outputs[key], outputs[other]))
+        row["first_difference"] = [next((i for i, (a, b) in enumerate(zip(mine, ref)) if a != b), None)
+                                   for mine, ref in zip(outputs[key], outputs.get(same_dtype, outputs[key]))]
+    for generator in generators.values():
+        if hasattr(generator, "close"):
+            generator.close()
+    generators.clear()
+    _free(device)
+    return {"model": settings.model or f"random-alignment LinguaLIFT ({settings.encoder} -> {settings.llm})",
+            "items": len(questions), "new_tokens": settings.new_tokens, "repeats": settings.eval_repeats,
+            "reference": reference, "rows": rows}
+
+
 # ---------------------------------------------------------------------------------------------- paper shapes
 def paper_configs(layers: int | None = None, width_divisor: int = 1):
     """Configs of the paper's parts: a Llama-2-7B-shaped LLM and an mT5-xl-shaped encoder."""
@@ -472,7 +633,7 @@ def run_bench(settings: BenchSettings, output_dir: str | os.PathLike | None = No
     peak = nominal_peak(device)
     logger.info("dense %s matmul: %.1f GFLOP/s", str(dtype).replace("torch.", ""), rate / 1e9)
     report = {"settings": asdict(settings), "machine": machine_info(device), "matmul_flops": rate,
-              "nominal_peak_flops": peak, "training": [], "generation": []}
+              "nominal_peak_flops": peak, "training": [], "generation": [], "backends": None}
     presets = paper_presets(settings, device) if settings.paper_shapes else contextlib.nullcontext()
     with presets as names, tempfile.TemporaryDirectory(prefix="lingualift-bench-") as workdir:
         if names:
@@ -480,7 +641,9 @@ def run_bench(settings: BenchSettings, output_dir: str | os.PathLike | None = No
         if train:
             for name in tqdm(settings.stages, desc="training stages"):
                 report["training"].append(bench_training_stage(settings, name, Path(workdir), rate, peak))
-        if evaluate:
+        if evaluate and settings.backends:
+            report["backends"] = bench_backends(settings, Path(workdir))
+        elif evaluate:
             model = None
             if settings.paper_shapes:
                 from lingualift.modeling import LinguaLiftModel
@@ -538,7 +701,25 @@ def markdown(report: dict) -> str:
             lines.append(f"| {row['batch_size']} | {row['tokens_per_s']:.1f} | {row['speedup_vs_first']:.2f} "
                          f"| {row['seconds']:.2f} | {row['peak_memory_mb']:.0f} |")
         lines.append("")
+    if report.get("backends"):
+        lines += backends_markdown(report["backends"])
     return "\n".join(lines)
+
+
+def backends_markdown(section: dict) -> list[str]:
+    n = section["items"]
+    lines = [(f"Backends (model {section['model']}; {n} prompts x {section['new_tokens']} new tokens, greedy, "
+              f"EOS suppressed; all loaded side by side, timed runs interleaved, medians of {section['repeats']}; "
+              f"memory: added RSS of the process tree during load + first run):"), "",
+             (f"| backend | dtype | tokens/s | x {section['reference']} | load s | memory MiB "
+              f"| same tokens as {section['reference']} | same tokens as HF, same dtype |"),
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for row in section["rows"]:
+        same = [f"{row[key]}/{n}" if key in row else "–" for key in ("same_as_reference", "same_as_hf_same_dtype")]
+        lines.append(f"| {row['backend']} | {row['dtype']} | {row['tokens_per_s']:.0f} | {row['speedup']:.2f} "
+                     f"| {row['load_s']:.1f} | {row['memory_mb']:.0f} | {same[0]} | {same[1]} |")
+    lines.append("")
+    return lines
 
 
 if __name__ == "__main__":  # python -m lingualift.bench [options]: same as `lingualift bench`

@@ -50,6 +50,8 @@ def _check_run_config(out_dir: Path, config: dict) -> None:
     path = out_dir / "run.json"
     if path.exists():
         previous = read_json(path)
+        if isinstance(previous.get("generation"), dict):  # runs from before backends were recorded were HF runs
+            previous["generation"].setdefault("backend", "hf")
         changed = sorted(key for key in config if previous.get(key) != config[key])
         if changed:
             raise LinguaLiftError(
@@ -174,7 +176,8 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_run_config(
         out_dir,
-        {"model": generator.name, "prompt_template": generator.prompt_template, "generation": asdict(settings)},
+        {"model": generator.name, "prompt_template": generator.prompt_template,
+         "generation": {**asdict(settings), "backend": getattr(generator, "backend", "hf")}},
     )
     # Load everything first so that a missing file fails before hours of generation.
     work = [(task, lang, load_examples(task, lang, data_dir, limit, download)) for task, langs in plan for lang in langs]

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from lingualift import components
 from lingualift.data import BridgeCollator, CausalLMCollator, Example
+from lingualift.errors import LinguaLiftError
 from lingualift.modeling import LinguaLiftModel, is_lingualift_checkpoint, target_window
 from lingualift.prompts import chat_template_affixes, format_prompt, resolve_template, uses_chat_template
 
@@ -29,6 +30,7 @@ RUN_METADATA = "lingualift.json"  # written next to plain-LLM checkpoints (sft):
 class Generator(Protocol):
     name: str
     prompt_template: str
+    backend: str  # "hf" or "vllm"
 
     def rendered_prompt(self, question: str) -> str:
         """What the model is given for `question`, template and LLM affixes applied (records, the demo)."""
@@ -59,6 +61,8 @@ def _batches(items: Sequence, size: int, progress: bool, description: str):
 
 class _GeneratorBase:
     """Batching, decoding and teacher-forced scoring shared by the two model kinds."""
+
+    backend = "hf"  # recorded in run.json: a run is never resumed by another backend
 
     def __init__(self, model, collator, tokenizer, prompt_template: str | None, name: str, device: str | None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -189,9 +193,25 @@ class CausalLMGenerator(_GeneratorBase):
         return torch.cat(pooled)
 
 
+BACKENDS = ("hf", "vllm")
+
+
 def load_generator(spec: str, *, prompt_template: str | None = None, device: str | None = None,
-                   dtype: str | None = None) -> Generator:
-    """Build the right generator for a checkpoint directory, hub id or preset."""
+                   dtype: str | None = None, backend: str = "hf", **backend_options) -> Generator:
+    """Build the right generator for a checkpoint directory, hub id or preset.
+
+    `backend="vllm"` decodes in a vLLM engine (`vllm_backend.VLLMGenerator`; options such as
+    `tensor_parallel_size` and `lora` go to it); `"hf"` is transformers' `generate`.
+    """
+    if backend not in BACKENDS:
+        raise LinguaLiftError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend == "vllm":
+        from lingualift.vllm_backend import VLLMGenerator
+
+        return VLLMGenerator(str(spec), prompt_template=prompt_template, device=device, dtype=dtype,
+                             **backend_options)
+    if backend_options:
+        raise LinguaLiftError(f"options {', '.join(sorted(backend_options))} only apply to the vllm backend")
     name = Path(str(spec)).name or str(spec)
     if is_lingualift_checkpoint(spec):
         model = LinguaLiftModel.from_pretrained(spec, dtype=dtype, merge_lora=True)

@@ -40,10 +40,12 @@ TASKS_DIR = str(resources.files("lingualift").joinpath("resources/lm_eval_tasks"
 @register_model("lingualift")
 class LinguaLiftLM(LM):
     """lm-eval model arguments: pretrained (checkpoint dir / hub id / preset), prompt_template, device,
-    dtype, batch_size, max_gen_toks (default for tasks that do not set it)."""
+    dtype, batch_size, max_gen_toks (default for tasks that do not set it), backend (hf or vllm; vllm needs
+    scripts/vllm_env.sh), tensor_parallel_size and vllm_lora (merge or request) for the vllm backend."""
 
     def __init__(self, pretrained: str, prompt_template: str | None = None, device: str | None = None,
-                 dtype: str | None = None, batch_size: int | str = 16, max_gen_toks: int = 512, **unused):
+                 dtype: str | None = None, batch_size: int | str = 16, max_gen_toks: int = 512, backend: str = "hf",
+                 tensor_parallel_size: int | str = 1, vllm_lora: str = "merge", **unused):
         super().__init__()
         import torch
 
@@ -54,7 +56,9 @@ class LinguaLiftLM(LM):
             device = "cpu"
         if unused:
             log.info("ignoring lm-eval arguments %s", sorted(unused))
-        self.generator = load_generator(pretrained, prompt_template=prompt_template, device=device, dtype=dtype)
+        options = {"tensor_parallel_size": int(tensor_parallel_size), "lora": vllm_lora} if backend == "vllm" else {}
+        self.generator = load_generator(pretrained, prompt_template=prompt_template, device=device, dtype=dtype,
+                                        backend=backend, **options)
         self.batch_size = 16 if str(batch_size).startswith("auto") else int(batch_size)
         self.max_gen_toks = int(max_gen_toks)
 

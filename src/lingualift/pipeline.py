@@ -685,6 +685,7 @@ class PooledGenerator:
         self.name = inner.name
         self.prompt_template = inner.prompt_template
         self.rendered_prompt = inner.rendered_prompt
+        self.backend = inner.backend
         self.pool: dict[str, str] = {}
         self.options: dict = {}
         self.generated = 0

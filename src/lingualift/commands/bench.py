@@ -9,6 +9,10 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(",") if part.strip())
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 def configure(parser) -> None:
     parser.add_argument("--encoder", default="default", help="encoder spec (preset, dir, hub id); default: default")
     parser.add_argument("--llm", default="default", help="LLM spec (preset, dir, hub id); default: default")
@@ -22,6 +26,7 @@ def configure(parser) -> None:
     parser.add_argument("--repeats", type=int, help="timed steps per stage (median reported)")
     parser.add_argument("--eval-batch-sizes", type=_ints, help="generation batch sizes, e.g. 1,8,32")
     parser.add_argument("--new-tokens", type=int, help="generated tokens per row")
+    parser.add_argument("--eval-repeats", type=int, help="timed generation runs (median reported; default 2)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), help="training precision (paper shapes: bf16)")
     parser.add_argument("--gradient-checkpointing", action="store_true", default=None)
     parser.add_argument("--no-train", dest="train", action="store_false", help="skip the training benchmark")
@@ -31,6 +36,17 @@ def configure(parser) -> None:
                         help="random Llama-2-7B + mT5-xl-encoder shapes in bf16 on a GPU (no download)")
     parser.add_argument("--allow-cpu", action="store_true", help="let --paper-shapes run on CPU (smoke test)")
     parser.add_argument("--layers", type=int, help="--paper-shapes: shrink both models to N layers")
+    parser.add_argument("--backend", type=_names,
+                        help="compare generation backends side by side on the same prompts, e.g. hf,vllm "
+                             "(tokens/s, load time, memory, identical outputs); vllm needs scripts/vllm_env.sh")
+    parser.add_argument("--dtypes", type=_names, help="--backend: precisions to run each backend in (default fp32), "
+                        "e.g. fp32,bf16")
+    parser.add_argument("--model", help="--backend: checkpoint / LLM spec to compare (default: a LinguaLIFT model "
+                        "with a seeded random alignment layer over --encoder/--llm)")
+    parser.add_argument("--items", type=int, help="--backend: number of prompts (default 64)")
+    parser.add_argument("--vllm-lora", choices=("merge", "request"), help="--backend vllm, LoRA checkpoints")
+    parser.add_argument("--vllm-eager", action="store_true", default=None,
+                        help="--backend vllm: no torch.compile (faster engine start)")
 
 
 def settings_from_args(args):
@@ -53,11 +69,27 @@ def settings_from_args(args):
         if unknown:
             raise LinguaLiftError(f"--stages: unknown stage(s) {', '.join(unknown)} (known: {', '.join(STAGES)})")
         values["stages"] = stages
+    if args.backend:
+        from lingualift.inference import BACKENDS
+
+        for names, flag, known in ((args.backend, "--backend", BACKENDS), (args.dtypes or (), "--dtypes",
+                                                                           ("fp32", "bf16", "fp16"))):
+            unknown = [name for name in names if name not in known]
+            if unknown:
+                raise LinguaLiftError(f"{flag}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
+        if "vllm" in args.backend:
+            from lingualift.vllm_backend import import_vllm
+
+            import_vllm()  # fail before any model is built
+        values["backends"] = args.backend
+    elif args.dtypes or args.model or args.items or args.vllm_lora or args.vllm_eager:
+        raise LinguaLiftError("--dtypes, --model, --items, --vllm-lora and --vllm-eager only apply with --backend")
     for key in ("batch_size", "encoder_length", "target_length", "repeats", "eval_batch_sizes", "new_tokens",
-                "precision", "gradient_checkpointing"):
+                "precision", "gradient_checkpointing", "dtypes", "model", "items", "vllm_lora", "eval_repeats",
+                "vllm_eager"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
-    for key in ("batch_size", "encoder_length", "target_length", "repeats", "new_tokens"):
+    for key in ("batch_size", "encoder_length", "target_length", "repeats", "new_tokens", "items", "eval_repeats"):
         if key in values and values[key] < 1:
             raise LinguaLiftError(f"--{key.replace('_', '-')} must be at least 1, got {values[key]}")
     return BenchSettings.quick(**values) if args.quick else BenchSettings(**values)

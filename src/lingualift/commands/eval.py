@@ -6,6 +6,27 @@ import logging
 
 logger = logging.getLogger(__name__)
 
+HF_BATCH_SIZE, VLLM_BATCH_SIZE = 16, 256
+
+
+def add_backend_arguments(parser) -> None:
+    """`--backend` and the vLLM engine options (eval, bench)."""
+    parser.add_argument("--backend", choices=("hf", "vllm"), default="hf",
+                        help="hf: transformers generate (default); vllm: a vLLM engine, installed in its own "
+                             "environment by scripts/vllm_env.sh (docs/performance.md)")
+    parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs to shard the LLM over")
+    parser.add_argument("--vllm-lora", choices=("merge", "request"), default="merge",
+                        help="vllm, LoRA stage-2 checkpoints: merge into a temporary plain checkpoint (default) "
+                             "or serve the adapter as a LoRA request")
+
+
+def backend_options(args) -> dict:
+    """load_generator keyword arguments for the chosen backend."""
+    if args.backend != "vllm":
+        return {}
+    check_positive(args.tensor_parallel_size, "--tensor-parallel-size")
+    return {"tensor_parallel_size": args.tensor_parallel_size, "lora": args.vllm_lora}
+
 
 def add_model_arguments(parser, batch_size: int = 16) -> None:
     """Options shared by `eval` and `diagnose` to build a generator with `inference.load_generator`."""
@@ -17,15 +38,20 @@ def add_model_arguments(parser, batch_size: int = 16) -> None:
     parser.add_argument("--dtype", help="float32, bfloat16, float16 (default: the model's)")
     parser.add_argument("--data-dir", help="data directory with the public layouts (default: $LINGUALIFT_DATA_DIR, ./data, ../shared/data)")
     parser.add_argument("--offline", action="store_true", help="never download missing data; fail with what to fetch")
-    parser.add_argument("--batch-size", type=int, default=batch_size,
-                        help=f"examples per forward pass (default {batch_size})")
+    if batch_size is None:  # eval: the default depends on the backend
+        parser.add_argument("--batch-size", type=int, help=f"examples per forward pass / per saved chunk (default "
+                            f"{HF_BATCH_SIZE}; {VLLM_BATCH_SIZE} with --backend vllm, which schedules a chunk at once)")
+    else:
+        parser.add_argument("--batch-size", type=int, default=batch_size,
+                            help=f"examples per forward pass (default {batch_size})")
     parser.add_argument("--limit", type=int, help="first N examples per language")
 
 
 def configure(parser) -> None:
     from lingualift.tasks import TASKS
 
-    add_model_arguments(parser)
+    add_model_arguments(parser, batch_size=None)
+    add_backend_arguments(parser)
     parser.add_argument("--tasks", default="mgsm", help=f"comma-separated tasks: {','.join(TASKS)} (default mgsm)")
     parser.add_argument("--langs", help="comma-separated languages (default: each task's own)")
     parser.add_argument("--out", help="run directory (default runs/eval/<model name>); re-running resumes it")
@@ -55,6 +81,12 @@ def run(args) -> int:
     from lingualift.report import write_eval_report
     from lingualift.tasks import data_file, parse_task_langs
 
+    if args.backend == "vllm":
+        from lingualift.vllm_backend import import_vllm
+
+        import_vllm()  # an environment without vLLM fails before data and models are touched
+    if args.batch_size is None:
+        args.batch_size = VLLM_BATCH_SIZE if args.backend == "vllm" else HF_BATCH_SIZE
     for value, flag in ((args.limit, "--limit"), (args.batch_size, "--batch-size"),
                         (args.max_new_tokens, "--max-new-tokens"), (args.bootstrap, "--bootstrap")):
         check_positive(value, flag)
@@ -64,7 +96,8 @@ def run(args) -> int:
     for task, langs in plan:  # fail on missing data before loading the model
         for lang in langs:
             data_file(task, lang, args.data_dir, download=not args.offline)
-    generator = load_generator(args.model, prompt_template=args.prompt_template, device=args.device, dtype=args.dtype)
+    generator = load_generator(args.model, prompt_template=args.prompt_template, device=args.device, dtype=args.dtype,
+                               backend=args.backend, **backend_options(args))
     out_dir = Path(args.out or Path("runs") / "eval" / generator.name)
     results = evaluate(generator, plan, out_dir, data_dir=args.data_dir, limit=args.limit, batch_size=args.batch_size,
                        settings=settings, download=not args.offline, n_bootstrap=args.bootstrap, seed=args.seed,
