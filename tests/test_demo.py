@@ -170,6 +170,7 @@ def test_runs_view_shows_results_json(client, site):
     rows = _rows(predictions)
     assert len(rows) == 6 and {(r["lang"], r["status"]) for r in rows} == {("sw", "wrong")}
     assert rows[0]["gold"] == "4" and rows[0]["extracted"] == "1" and rows[0]["output"] == "The answer is 1."
+    assert rows[0]["question"] == QUESTIONS["sw"].format(n=0)  # the run's template stripped from the prompt
     shown, predictions = client.predict("fake", "mgsm", "all", "all", "correct", api_name="/filter_predictions")
     assert predictions["data"] == [] and shown.startswith("0 of 12")
 

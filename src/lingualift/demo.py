@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout  # not the builtin before Python 3.11
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -369,6 +370,7 @@ def _open_run(path: Path, signature: tuple) -> RunView:
     else:
         notices.append(f"`{path}` has no results.json yet (unfinished run?); `lingualift score {path}` writes it.")
     run_config = read_json(path / "run.json") if (path / "run.json").is_file() else {}
+    run_config = run_config if isinstance(run_config, dict) else {}
     records = []
     for file in sorted(path.glob("predictions/*/*.jsonl")):
         file_records, partial = read_records(file)
@@ -377,10 +379,11 @@ def _open_run(path: Path, signature: tuple) -> RunView:
         task, lang = file.parent.name, file.stem
         for record in file_records:
             records.append({**record, "task": record.get("task", task), "lang": record.get("lang", lang),
-                            "tier": tier_of(record.get("lang", lang))})
+                            "tier": tier_of(record.get("lang", lang)),
+                            "question": _question_of(record.get("prompt", ""), run_config.get("prompt_template"))})
     if results is None and not records:
         raise LinguaLiftError(f"{path}: neither results.json nor predictions/<task>/<lang>.jsonl; not an evaluation run")
-    return RunView(path, results, records, notices, run_config if isinstance(run_config, dict) else {})
+    return RunView(path, results, records, notices, run_config)
 
 
 ACCURACY_HEADERS = ["task", "level", "name", "tier", "n", "correct", "accuracy %", "95% CI"]
@@ -423,11 +426,17 @@ PREDICTION_HEADERS = ["task", "lang", "tier", "id", "gold", "extracted", "status
 def prediction_rows(records: list[dict]) -> list[list]:
     return [[r["task"], r["lang"], r["tier"], r["id"], r["gold"],
              "" if r.get("extracted") is None else r["extracted"], record_status(r),
-             _question_of(r), r["output"]] for r in records[:MAX_ROWS]]
+             r["question"], r["output"]] for r in records[:MAX_ROWS]]
 
 
-def _question_of(record: dict) -> str:
-    return record.get("question") or record.get("prompt", "")
+def _question_of(prompt: str, template: str | None) -> str:
+    """The question inside a saved prompt (the run's template stripped), else the whole prompt."""
+    if not isinstance(template, str) or "{question}" not in template:
+        return prompt
+    before, after = template.split("{question}", 1)
+    if prompt.startswith(before) and prompt.endswith(after) and len(prompt) >= len(before) + len(after):
+        return prompt[len(before) : len(prompt) - len(after)]
+    return prompt
 
 
 # --- comparing two runs ----------------------------------------------------------------------------------
@@ -607,7 +616,7 @@ def build_app(pool: ModelPool, *, runs_dir: str | Path | None = None, data_dir: 
                 with gr.Row():
                     accuracy = gr.Dataframe(_table([], ACCURACY_HEADERS), label="Accuracy (from results.json)",
                                             interactive=False, scale=3)
-                    chart = gr.Image(label="results.png", type="pil", interactive=False, scale=2)
+                    chart = gr.Image(label="results.png", type="pil", format="png", interactive=False, scale=2)
                 with gr.Row():
                     f_task = gr.Dropdown(["all"], value="all", label="task")
                     f_lang = gr.Dropdown(["all"], value="all", label="language")
@@ -659,7 +668,7 @@ def build_app(pool: ModelPool, *, runs_dir: str | Path | None = None, data_dir: 
                 return _message(exc), pool.status_markdown(), gr.update()
             try:
                 loaded = pool.get(spec, timeout=120)  # tiny models: seconds; a large one keeps loading
-            except TimeoutError:
+            except FutureTimeout:
                 return f"… `{spec}` is still loading; it answers once ready", pool.status_markdown(), ""
             if loaded.error:
                 return f"⚠ `{spec}` failed to load: {loaded.error}", pool.status_markdown(), gr.update()
