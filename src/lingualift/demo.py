@@ -790,6 +790,16 @@ def launch(app, *, host: str = "127.0.0.1", port: int | None = None, block: bool
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "Consolas", "monospace"])
     app.queue(default_concurrency_limit=1)
-    return app.launch(server_name=host, server_port=port, share=False, inbrowser=False, ssr_mode=False,
-                      prevent_thread_lock=not block, show_error=False, quiet=not block, theme=theme, css=CSS,
-                      footer_links=["api"])
+    options = dict(server_name=host, server_port=port, share=False, inbrowser=False, ssr_mode=False,
+                   prevent_thread_lock=not block, show_error=False, quiet=not block, theme=theme, css=CSS,
+                   footer_links=["api"])
+    for attempt in range(3):
+        try:
+            return app.launch(**options)
+        except ValueError as exc:
+            # Gradio probes its own page with a 3 s timeout and gives up; on a saturated machine the
+            # first page render can take longer than that, so try again before failing.
+            if "localhost is not accessible" not in str(exc) or attempt == 2:
+                raise
+            log.warning("the page did not answer Gradio's start-up probe in time; retrying")
+            app.close()
