@@ -27,9 +27,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from lingualift.errors import LinguaLiftError
+from lingualift.evaluation import paired_differences
 from lingualift.extraction import parse_gold_number
 from lingualift.io import read_json
-from lingualift.prompts import format_prompt
 from lingualift.report import ci_text, order_by_tier, pct
 from lingualift.tasks import TIERS, Example, data_file, get_task, load_examples, tier_of
 
@@ -143,14 +143,6 @@ class Answer:
     error: str = ""
 
 
-def received_prompt(generator, question: str) -> str:
-    """The text the model reads: its template applied, plus a plain LLM's chat prefix/suffix if it has one.
-    (A LinguaLIFT model's encoder reads this text; its LLM sees it only as the soft prompt.)"""
-    collator = getattr(generator, "collator", None)
-    prefix, suffix = getattr(collator, "llm_prefix", ""), getattr(collator, "llm_suffix", "")
-    return f"{prefix}{format_prompt(generator.prompt_template, question)}{suffix}"
-
-
 def canonical_gold(gold: str | None) -> str | None:
     """The gold answer as the tasks store it ("18", "0.75"), or None when none was given."""
     gold = (gold or "").strip()
@@ -191,7 +183,7 @@ def ask(pool: ModelPool, question: str, *, gold: str | None = None, task: str = 
             yield answers
             continue
         generator = loaded.generator
-        answer.state, answer.prompt = "generating", received_prompt(generator, question)
+        answer.state, answer.prompt = "generating", generator.rendered_prompt(question)
         yield answers
         start = time.perf_counter()
         try:
@@ -442,14 +434,6 @@ def _question_of(prompt: str, template: str | None) -> str:
 # --- comparing two runs ----------------------------------------------------------------------------------
 
 
-def paired_bootstrap_difference(a: np.ndarray, b: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap replicates of mean(b) − mean(a) over paired items: both runs resample the same items,
-    so the interval reflects only how the two disagree (much tighter than two independent intervals)."""
-    n = len(a)
-    samples = rng.integers(0, n, size=(n_bootstrap, n))
-    return b[samples].mean(1) - a[samples].mean(1)
-
-
 COMPARE_HEADERS = ["task", "level", "name", "tier", "shared items", "A %", "B %", "B − A (points)", "95% CI",
                    "only A right", "only B right"]
 DISAGREE_HEADERS = ["task", "lang", "id", "gold", "A extracted", "B extracted", "right", "A output", "B output"]
@@ -482,37 +466,36 @@ def compare_runs(a: RunView, b: RunView, *, n_bootstrap: int = 1000, seed: int =
     only = len(left) + len(right) - 2 * len(shared) - 2 * len(mismatched)
     if only:
         notices.append(f"{only} item(s) are in one run only and are left out of the comparison.")
-    rng = np.random.default_rng(seed)
-    groups: dict[str, dict[str, list]] = {}
+    runs: tuple[dict, dict] = ({}, {})
     for key in shared:
-        groups.setdefault(key[0], {}).setdefault(key[1], []).append(key)
+        runs[0].setdefault(key[0], {}).setdefault(key[1], []).append(left[key])
+        runs[1].setdefault(key[0], {}).setdefault(key[1], []).append(right[key])
+    stats = paired_differences(runs[1], runs[0], n_bootstrap=n_bootstrap, seed=seed)  # B − A
+
+    def accuracy(records: list[dict]) -> float:
+        return float(np.mean([bool(r["correct"]) for r in records]))
+
     rows, disagreements = [], []
-    for task in groups:
-        lang_rows, draws, means = [], [], []
-        for lang in order_by_tier(list(groups[task])):
-            keys = groups[task][lang]
-            ca = np.array([bool(left[k]["correct"]) for k in keys], dtype=float)
-            cb = np.array([bool(right[k]["correct"]) for k in keys], dtype=float)
-            boot = paired_bootstrap_difference(ca, cb, n_bootstrap, rng)
-            diff = float(cb.mean() - ca.mean())
-            draws.append(boot)
-            means.append((ca.mean(), cb.mean()))
-            lang_rows.append([task, "language", lang, tier_of(lang), len(keys), pct(ca.mean()), pct(cb.mean()),
-                              _points(diff), _ci_points(boot), int(((ca == 1) & (cb == 0)).sum()),
-                              int(((ca == 0) & (cb == 1)).sum())])
-            for k in keys:
-                ra, rb = left[k], right[k]
+    for task, block in stats["tasks"].items():
+        lang_rows, means = [], []
+        for lang in order_by_tier(list(block["languages"])):
+            value = block["languages"][lang]
+            mean_a, mean_b = accuracy(runs[0][task][lang]), accuracy(runs[1][task][lang])
+            means.append((mean_a, mean_b))
+            lang_rows.append([task, "language", lang, value["tier"], value["n"], pct(mean_a), pct(mean_b),
+                              _points(value["difference"]), _ci_points(value["ci95"]), value["b_only"],
+                              value["a_only"]])
+            for ra, rb in zip(runs[0][task][lang], runs[1][task][lang]):
                 if ra.get("extracted") != rb.get("extracted") or bool(ra["correct"]) != bool(rb["correct"]):
                     right_side = {(True, False): "A", (False, True): "B", (True, True): "both", (False, False): "neither"}
-                    disagreements.append([task, lang, k[2], ra["gold"], _shown(ra.get("extracted")),
+                    disagreements.append([task, lang, ra["id"], ra["gold"], _shown(ra.get("extracted")),
                                           _shown(rb.get("extracted")), right_side[bool(ra["correct"]), bool(rb["correct"])],
                                           ra["output"], rb["output"]])
-        macro = np.mean(draws, axis=0)
-        n_items = sum(row[4] for row in lang_rows)
+        overall = block["overall"]
         mean_a, mean_b = np.mean(means, axis=0)
-        rows.append([task, "macro", f"{len(lang_rows)} languages", "", n_items, pct(mean_a), pct(mean_b),
-                     _points(float(mean_b - mean_a)), _ci_points(macro), sum(r[9] for r in lang_rows),
-                     sum(r[10] for r in lang_rows)])
+        rows.append([task, "macro", f"{len(lang_rows)} languages", "", sum(row[4] for row in lang_rows), pct(mean_a),
+                     pct(mean_b), _points(overall["difference"]), _ci_points(overall["ci95"]),
+                     sum(r[9] for r in lang_rows), sum(r[10] for r in lang_rows)])
         rows.extend(lang_rows)
     order = {"A": 0, "B": 0, "neither": 1, "both": 2}
     disagreements.sort(key=lambda row: order[row[6]])
@@ -523,8 +506,8 @@ def _points(value: float) -> str:
     return f"{100 * value:+.1f}"
 
 
-def _ci_points(samples: np.ndarray) -> str:
-    low, high = np.percentile(samples, [2.5, 97.5])
+def _ci_points(interval) -> str:
+    low, high = interval
     return f"[{100 * low:+.1f}, {100 * high:+.1f}]"
 
 
