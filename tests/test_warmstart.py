@@ -78,3 +78,24 @@ def test_code_switched_file_warm_starts_on_the_english_originals(tmp_path, monke
     config["model"]["warm_start"] = "lexical"
     Trainer(config_from_dict(config))
     assert seen == ["Tom has 3 apples"]
+
+
+def test_output_scale_embedding_rms_works_in_the_llm_embedding_units(tmp_path):
+    from lingualift.modeling import LinguaLiftModel
+
+    def build(**alignment_kwargs):
+        return LinguaLiftModel.from_components("tiny-bert", "tiny-llama", "mlp", seed=0,
+                                               alignment_kwargs=alignment_kwargs)
+
+    model, unscaled = build(output_scale="embedding_rms"), build()
+    weight = model.llm.get_input_embeddings().weight.detach()
+    scale = model.config.alignment_kwargs["output_scale"]
+    assert scale == pytest.approx(float(weight.pow(2).mean().sqrt()), rel=1e-5)  # resolved to a number, saved
+    states = torch.randn(3, model.encoder.config.hidden_size)
+    with torch.no_grad():
+        assert torch.allclose(model.alignment.map_states(states), unscaled.alignment.map_states(states) * scale)
+    model.save_pretrained(tmp_path / "ckpt")
+    reloaded = LinguaLiftModel.from_pretrained(tmp_path / "ckpt")
+    assert reloaded.alignment.output_scale == scale
+    with pytest.raises(LinguaLiftError, match="output_scale must be a positive number"):
+        build(output_scale="large")

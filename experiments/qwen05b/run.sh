@@ -52,7 +52,8 @@ probe() {
 templates() {
   # (2) Zero-shot Qwen with the paper's Alpaca prompt vs its own chat template: the better one is the baseline.
   for template in paper chat; do
-    evaluate_model "$LLM" "zeroshot_$template" --prompt-template $template --langs en,zh,de,th,sw,bn --limit 16
+    evaluate_model "$LLM" "zeroshot_$template" --prompt-template $template --tasks mgsm --langs en,zh,de,th,sw,bn \
+      --limit 8
   done
 }
 

@@ -38,7 +38,7 @@ def resolve_alignment_kwargs(kwargs: dict | None, llm) -> dict:
     kwargs = dict(kwargs or {})
     if kwargs.get("output_scale") == EMBEDDING_RMS:
         weight = llm.get_input_embeddings().weight.detach()
-        kwargs["output_scale"] = round(float(weight.float().pow(2).mean().sqrt()), 6)
+        kwargs["output_scale"] = float(f"{float(weight.float().pow(2).mean().sqrt()):.6g}")
     return kwargs
 
 
