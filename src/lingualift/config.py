@@ -80,6 +80,7 @@ class TrainingSection:
     save_total_limit: int = 2
     log_every: int = 10
     resume_from_checkpoint: str | None = None  # a checkpoint dir, or "latest"
+    resume_override: bool = False  # resume even if the checkpoint's stage / model / hyper-parameters differ
     tensorboard: bool = True
 
 

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from lingualift.checkpoint import honour_umask
 from lingualift.errors import LinguaLiftError
 
 
@@ -25,14 +26,17 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     if "b" in mode:
         encoding = None
     try:
+        honour_umask(tmp)  # mkstemp creates 0600; a shared run folder must stay readable
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # disk full etc.: name the file we wrote
+            exc.filename = str(path)
         raise
 
 
