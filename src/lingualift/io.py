@@ -73,6 +73,8 @@ def iter_text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     path = Path(path)
     with open(path, "rb") as handle:
         for line_number, raw in enumerate(handle, start=1):
+            if line_number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # a UTF-8 byte order mark is not part of the first record
             try:
                 line = raw.decode("utf-8").strip()
             except UnicodeDecodeError as exc:
@@ -102,7 +104,7 @@ def iter_numbered_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
 def read_json(path: str | os.PathLike) -> Any:
     path = require_file(path, "JSON file")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise LinguaLiftError(f"{path}: not valid UTF-8 ({exc.reason}); re-encode the file as UTF-8") from None
     except json.JSONDecodeError as exc:

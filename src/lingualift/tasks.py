@@ -125,7 +125,7 @@ def _gold_number(raw: str, where: str) -> str:
 
 def _read_mgsm(path: Path, lang: str) -> list[Example]:
     examples = []
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         for line_number, row in enumerate(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
             if not row:
                 continue
@@ -202,7 +202,7 @@ def _read_xcsqa(path: Path, lang: str) -> list[Example]:
 
 def _read_xnli(path: Path, lang: str) -> list[Example]:
     examples = []
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None) or []
         missing = {"language", "gold_label", "sentence1", "sentence2"} - set(header)
@@ -288,6 +288,8 @@ def parse_task_langs(tasks: str | list[str], langs: str | list[str] | None) -> l
             plan.append((task, [lang for lang in wanted if lang in task.languages]))
         else:
             plan.append((task, list(task.languages)))
+    if not plan:
+        raise LinguaLiftError(f"--tasks: no task given; choose from {', '.join(TASKS)}")
     return plan
 
 
@@ -356,13 +358,27 @@ def data_file(task: Task, lang: str, data_dir: str | Path | None = None, downloa
     )
 
 
+def _first_bad_utf8(path: Path) -> str:
+    """`path:line` of the first byte that is not UTF-8 (the readers decode in blocks)."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        return f"{path}:{line}"
+    return str(path)
+
+
 def load_examples(
     task: Task | str, lang: str, data_dir: str | Path | None = None, limit: int | None = None, download: bool = False
 ) -> list[Example]:
     """The first `limit` examples of `task` in `lang`, in file order."""
     task = get_task(task) if isinstance(task, str) else task
     path = data_file(task, lang, data_dir, download)
-    examples = task.reader(path, lang)
+    try:
+        examples = task.reader(path, lang)
+    except UnicodeDecodeError:
+        raise LinguaLiftError(f"{_first_bad_utf8(path)}: not valid UTF-8; re-encode the file as UTF-8") from None
     if not examples:
         raise LinguaLiftError(f"{path}: no {task.name} examples for language {lang}")
     return examples[:limit] if limit else examples

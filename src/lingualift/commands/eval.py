@@ -28,7 +28,8 @@ def configure(parser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--tasks", default="mgsm", help=f"comma-separated tasks: {','.join(TASKS)} (default mgsm)")
     parser.add_argument("--langs", help="comma-separated languages (default: each task's own)")
-    parser.add_argument("--out", help="run directory (default runs/eval/<model name>); re-running resumes it")
+    parser.add_argument("--out", help="run directory (default runs/eval/<model name>-<fingerprint of the model's "
+                        "path, content and generation settings>); re-running resumes it")
     parser.add_argument("--max-new-tokens", type=int, help="default: per task (512 math, 256 multiple choice)")
     parser.add_argument("--stop", action="append",
                         help="stop string (repeatable; replaces the task defaults; '\\n' escapes are understood)")
@@ -50,7 +51,7 @@ def check_positive(value: int | None, flag: str) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from lingualift.evaluation import GenerationSettings, evaluate
+    from lingualift.evaluation import GenerationSettings, default_run_dir, evaluate, run_identity
     from lingualift.inference import load_generator
     from lingualift.report import write_eval_report
     from lingualift.tasks import data_file, parse_task_langs
@@ -65,10 +66,11 @@ def run(args) -> int:
         for lang in langs:
             data_file(task, lang, args.data_dir, download=not args.offline)
     generator = load_generator(args.model, prompt_template=args.prompt_template, device=args.device, dtype=args.dtype)
-    out_dir = Path(args.out or Path("runs") / "eval" / generator.name)
+    out_dir = Path(args.out) if args.out else default_run_dir(run_identity(generator, settings, args.model))
+    logger.info("run directory: %s", out_dir)
     results = evaluate(generator, plan, out_dir, data_dir=args.data_dir, limit=args.limit, batch_size=args.batch_size,
                        settings=settings, download=not args.offline, n_bootstrap=args.bootstrap, seed=args.seed,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, model_spec=args.model)
     paths = write_eval_report(results, out_dir)
     print(paths["md"].read_text(encoding="utf-8"))
     return 0
