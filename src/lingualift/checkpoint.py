@@ -109,21 +109,27 @@ def replace_directory(target: str | os.PathLike) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
-    """Hold an exclusive `fcntl` lock on `path` (created if needed) or fail at once naming `what`."""
+    """Hold an exclusive `fcntl` lock on `path` or fail at once naming `what`.
+
+    `path` may be a folder (locked through a read-only descriptor: nothing is written into it) or a file
+    (created if needed)."""
     path = Path(path)
-    handle = open(path, "a")
+    if path.is_dir():
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    else:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
     try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise LinguaLiftError(f"{what}: another lingualift process is using it (lock {path} is held); "
+            raise LinguaLiftError(f"{what}: another lingualift process is using it (lock on {path} is held); "
                                   "wait for it to finish or choose another folder") from None
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
-        handle.close()
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------- fingerprints

@@ -3,7 +3,6 @@
 Layout of a run directory:
     run.json                          run identity: model name, resolved path and content fingerprint,
                                       prompt template and every generation setting (checked on resume)
-    .lock                             held (fcntl) while a process evaluates into the folder
     predictions/<task>/<lang>.jsonl   one record per example: id, prompt, output, extracted, gold, correct
     results.json / results.md / results.png   (report.write_eval_report)
 
@@ -50,7 +49,6 @@ def predictions_path(out_dir: str | Path, task: str, lang: str) -> Path:
     return Path(out_dir) / "predictions" / task / f"{lang}.jsonl"
 
 
-LOCK_FILE = ".lock"
 _WHAT = {"model": "model name", "model_id": "model (path or checkpoint content)", "prompt_template": "prompt template",
          "generation": "generation settings"}
 
@@ -94,7 +92,7 @@ def claim_run_dir(out_dir: Path, identity: dict):
     first_new = next((p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()), None)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with exclusive_lock(out_dir / LOCK_FILE, f"run directory {out_dir}"):
+        with exclusive_lock(out_dir, f"run directory {out_dir}"):  # an fcntl lock on the folder itself
             _check_run_config(out_dir, identity)
             yield
     except BaseException:
@@ -103,16 +101,18 @@ def claim_run_dir(out_dir: Path, identity: dict):
         raise
 
 
-def read_done(path: Path) -> dict[str, dict]:
-    """Records already saved for one task/language, by id; a truncated last line (killed run) is dropped."""
+def read_done(path: Path, *, repair: bool = True, require: tuple[str, ...] = ()) -> dict[str, dict]:
+    """Records already saved for one task/language, by id; a truncated last line (killed run) is dropped
+    (and cut from the file when `repair`). Each field of `require` must be present (errors name the line)."""
     if not path.exists():
         return {}
     data = path.read_bytes()
     keep = data.rfind(b"\n") + 1
     if keep < len(data):
         log.warning("%s: dropping a truncated last line (interrupted run); it will be recomputed", path)
-        with open(path, "r+b") as handle:
-            handle.truncate(keep)
+        if repair:
+            with open(path, "r+b") as handle:
+                handle.truncate(keep)
     done = {}
     for line_number, line in enumerate(data[:keep].split(b"\n"), start=1):
         if not line.strip():
@@ -124,6 +124,10 @@ def read_done(path: Path) -> dict[str, dict]:
             raise LinguaLiftError(
                 f"{path}:{line_number}: not a prediction record (JSON object with an 'id'); delete the file to recompute"
             ) from None
+        missing = [key for key in require if key not in record]
+        if missing:
+            raise LinguaLiftError(f"{path}:{line_number}: prediction record lacks field {missing[0]!r}; "
+                                  "re-run the evaluation to recompute it")
     return done
 
 
@@ -247,14 +251,17 @@ def rescore(records: list[dict]) -> list[dict]:
     return rescored
 
 
-def load_run(out_dir: str | Path) -> dict[str, dict[str, list[dict]]]:
+SCORED_FIELDS = ("task", "output", "gold")
+
+
+def load_run(out_dir: str | Path, *, repair: bool = True) -> dict[str, dict[str, list[dict]]]:
     """All saved predictions of a run directory: task → language → records."""
     files = sorted(Path(out_dir).glob("predictions/*/*.jsonl"))
     if not files:
         raise LinguaLiftError(f"{out_dir}: no predictions/<task>/<lang>.jsonl files; is this a run directory?")
     run: dict[str, dict[str, list[dict]]] = {}
     for path in files:
-        run.setdefault(path.parent.name, {})[path.stem] = list(read_done(path).values())
+        run.setdefault(path.parent.name, {})[path.stem] = list(read_done(path, repair=repair).values())
     return run
 
 

@@ -356,7 +356,7 @@ class Trainer:
             return
         if self.config.training.resume_override:
             logger.warning("resuming %s despite changed settings (training.resume_override): %s; the new "
-                           "hyper-parameters apply from step %s on", path, "; ".join(changed), self.step)
+                           "hyper-parameters apply from the checkpoint's step on", path, "; ".join(changed))
             return
         raise LinguaLiftError(f"{where}: {path} was trained with different settings: {'; '.join(changed[:3])}"
                               f"{' and more' if len(changed) > 3 else ''}; restore them, start a new "
@@ -366,14 +366,16 @@ class Trainer:
         """After loading an old optimizer/scheduler state, use this config's learning rates and weight decay."""
         from torch.optim.lr_scheduler import LambdaLR
 
+        scheduler = getattr(self.scheduler, "scheduler", self.scheduler)  # accelerate wraps it
         for group, (lr, weight_decay) in zip(self.optimizer.param_groups, fresh):
             group["initial_lr"], group["weight_decay"] = lr, weight_decay
-        self.scheduler.base_lrs = [lr for lr, _ in fresh]
-        if isinstance(self.scheduler, LambdaLR):
-            for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
-                                           self.scheduler.lr_lambdas):
-                group["lr"] = base * factor(self.scheduler.last_epoch)
-            self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        scheduler.base_lrs = [lr for lr, _ in fresh]
+        if isinstance(scheduler, LambdaLR):
+            for group, base, factor in zip(self.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+                group["lr"] = base * factor(scheduler.last_epoch)
+            scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        else:
+            logger.warning("resume_override: %s keeps the checkpoint's learning rates", type(scheduler).__name__)
 
     # ------------------------------------------------------------------ loop
     def _micro_batch(self, index: int) -> dict:

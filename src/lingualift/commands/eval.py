@@ -48,23 +48,35 @@ def check_positive(value: int | None, flag: str) -> None:
         raise LinguaLiftError(f"{flag} must be a positive integer, got {value}")
 
 
+def check_sampling(do_sample: bool, temperature: float, top_p: float) -> None:
+    import math
+
+    from lingualift.errors import LinguaLiftError
+
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise LinguaLiftError(f"--temperature must be a positive number, got {temperature}")
+    if not math.isfinite(top_p) or not 0 < top_p <= 1:
+        raise LinguaLiftError(f"--top-p must be in (0, 1], got {top_p}")
+
+
 def run(args) -> int:
     from pathlib import Path
 
     from lingualift.evaluation import GenerationSettings, default_run_dir, evaluate, run_identity
     from lingualift.inference import load_generator
     from lingualift.report import write_eval_report
-    from lingualift.tasks import data_file, parse_task_langs
+    from lingualift.tasks import load_examples, parse_task_langs
 
     for value, flag in ((args.limit, "--limit"), (args.batch_size, "--batch-size"),
                         (args.max_new_tokens, "--max-new-tokens"), (args.bootstrap, "--bootstrap")):
         check_positive(value, flag)
+    check_sampling(args.do_sample, args.temperature, args.top_p)
     plan = parse_task_langs(args.tasks, args.langs)
     stop = tuple(s.encode().decode("unicode_escape") for s in args.stop) if args.stop else None
     settings = GenerationSettings(args.max_new_tokens, stop, args.do_sample, args.temperature, args.top_p)
-    for task, langs in plan:  # fail on missing data before loading the model
+    for task, langs in plan:  # fail on missing or malformed data before loading the model
         for lang in langs:
-            data_file(task, lang, args.data_dir, download=not args.offline)
+            load_examples(task, lang, args.data_dir, args.limit, download=not args.offline)
     generator = load_generator(args.model, prompt_template=args.prompt_template, device=args.device, dtype=args.dtype)
     out_dir = Path(args.out) if args.out else default_run_dir(run_identity(generator, settings, args.model))
     logger.info("run directory: %s", out_dir)
