@@ -112,8 +112,14 @@ def read_yaml_with_overrides(path: str | os.PathLike, overrides: list[str] | Non
     path = Path(path)
     if not path.is_file():
         raise LinguaLiftError(f"config file not found: {path}")
+    data = path.read_bytes()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise LinguaLiftError(f"{path}:{line}: not valid UTF-8; re-encode the file as UTF-8") from None
+    try:
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""

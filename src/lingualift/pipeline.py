@@ -7,7 +7,10 @@ records, per phase, the fingerprint it was last completed with, its wall-clock t
 A phase whose fingerprint matches and whose outputs still exist is skipped (`--force` reruns everything),
 so running the pipeline twice reuses the assets, lexicons, data and checkpoints; changing e.g.
 `evaluation.mgsm.limit` reruns only evaluation and the report. A phase clears its own folder before
-it runs, except that an interrupted evaluation with the same fingerprint resumes its saved predictions.
+it runs, except that an interrupted phase with the same fingerprint resumes: evaluation its saved
+predictions, stage 1 and 2 training from their last step checkpoint (`resume_from_checkpoint: latest`).
+Before anything is written, the output folder and every phase folder must be new, empty or marked as
+the pipeline's (`.lingualift-pipeline`, also the fcntl lock that keeps a second pipeline out).
 
 Layout of the output directory (`outputs/pipeline/` by default):
 
