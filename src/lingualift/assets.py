@@ -24,7 +24,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lingualift import __version__
+from lingualift.checkpoint import make_temp_dir, replace_directory
 from lingualift.errors import LinguaLiftError
 from lingualift.io import write_json
 from lingualift.paths import cache_dir
@@ -471,24 +471,18 @@ def ensure(name: str, force: bool = False, wheels_dir: str | os.PathLike | None 
             return target  # built by another process while we waited
         for stale in root.glob(f".{name}.partial-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        partial = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=root))
+        work = make_temp_dir(root, f".{name}.partial-")  # downloads and intermediate files
         try:
             log.info("building %s (once; cached in %s)", name, target)
             started = time.perf_counter()
-            out = partial / "out"
-            out.mkdir()
-            work = partial / "work"
-            work.mkdir()
-            record = _BUILDERS[name](out, work, wheels_dir)
-            record = {"asset": name, "recipe": RECIPE, **record, "built_by": f"lingualift {__version__}",
-                      "build_seconds": round(time.perf_counter() - started, 1)}
-            write_json(out / MARKER, record)
-            if target.exists():
-                target.rename(partial / "old")
-            os.replace(out, target)
+            with replace_directory(target) as out:
+                record = _BUILDERS[name](out, work, wheels_dir)
+                record = {"asset": name, "recipe": RECIPE, **record, "built_by": f"lingualift {__version__}",
+                          "build_seconds": round(time.perf_counter() - started, 1)}
+                write_json(out / MARKER, record)
             log.info("built %s in %.0f s", name, record["build_seconds"])
         finally:
-            shutil.rmtree(partial, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
     return target
 
 

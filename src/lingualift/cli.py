@@ -2,13 +2,15 @@
 
 Each sub-command lives in `lingualift/commands/<name>.py` and exposes `configure(parser)` and
 `run(args) -> int`; modules are imported only when their command runs, so `--help` is instant.
-User mistakes (`LinguaLiftError`) print one line and exit 2; anything else is a bug and keeps its
+User mistakes (`LinguaLiftError`) and OS errors about a path (read-only, disk full, a file where a
+folder should be) print one line naming the path and exit 2; anything else is a bug and keeps its
 traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -44,6 +46,26 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+_OS_HINTS = {
+    errno.EACCES: "check its permissions or choose another path",
+    errno.EPERM: "check its permissions or choose another path",
+    errno.EROFS: "the file system is read-only; choose a writable path",
+    errno.ENOSPC: "the disk is full; free some space or choose another path",
+    errno.EDQUOT: "the disk quota is exhausted; free some space or choose another path",
+    errno.ENOTDIR: "a file is in the way of a folder; choose another path",
+    errno.EISDIR: "it is a folder where a file is expected; choose another path",
+    errno.EEXIST: "something is in the way; choose another path",
+    errno.ENOENT: "check the path",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an OS error about a path: the path, what went wrong, what to do."""
+    place = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+    reason = exc.strerror or str(exc)
+    return f"{place}: {reason}; {_OS_HINTS.get(exc.errno, 'check the path and free disk space')}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
@@ -57,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(command.run(args) or 0)
     except LinguaLiftError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return LinguaLiftError.exit_code
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave us: a bug, keep the traceback
+            raise
+        print(f"error: {os_error_message(exc)}", file=sys.stderr)
         return LinguaLiftError.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,7 +1,8 @@
 """Training configuration: YAML in, strictly checked dataclasses out.
 
-Unknown keys, wrong types and missing required fields are reported as `config.yaml: section.key: …`
-(with a did-you-mean suggestion). `--set section.key=value` overrides are parsed as YAML scalars.
+Unknown keys, wrong types, missing required fields and out-of-range numbers are reported as
+`config.yaml: section.key: …` (with a did-you-mean suggestion). `--set section.key=value` overrides are
+parsed as YAML scalars; a float field also accepts `1e-3` (which YAML 1.1 reads as a string).
 String values may use `${data_dir}`, resolved with `lingualift.paths.find_data_dir`.
 """
 
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -80,6 +83,7 @@ class TrainingSection:
     save_total_limit: int = 2
     log_every: int = 10
     resume_from_checkpoint: str | None = None  # a checkpoint dir, or "latest"
+    resume_override: bool = False  # resume even if the checkpoint's stage / model / hyper-parameters differ
     tensorboard: bool = True
 
 
@@ -108,8 +112,14 @@ def read_yaml_with_overrides(path: str | os.PathLike, overrides: list[str] | Non
     path = Path(path)
     if not path.is_file():
         raise LinguaLiftError(f"config file not found: {path}")
+    data = path.read_bytes()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise LinguaLiftError(f"{path}:{line}: not valid UTF-8; re-encode the file as UTF-8") from None
+    try:
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
@@ -173,6 +183,9 @@ def _build(cls, raw: Any, source: str, prefix: str):
     return cls(**kwargs)
 
 
+_FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def _coerce(annotation, value: Any, source: str, where: str):
     if dataclasses.is_dataclass(annotation):
         return _build(annotation, value if value is not None else {}, source, f"{where}.")
@@ -183,6 +196,8 @@ def _coerce(annotation, value: Any, source: str, where: str):
         base = typing.get_origin(option) or option
         if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if base is float and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            return float(value)  # `1e-3`: YAML 1.1 wants `1.0e-3` for a float
         if base is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if base in (str, bool, dict, list) and isinstance(value, base):
@@ -195,8 +210,55 @@ def _is_union(annotation) -> bool:
     return typing.get_origin(annotation) in (typing.Union, types.UnionType)
 
 
+def _check_ranges(config: TrainConfig) -> None:
+    """Every numeric field in its range, so that no value is silently misread (max_steps 0, log_every 0, …)."""
+    source = config.source
+    model, data, training, lora = config.model, config.data, config.training, config.training.lora
+
+    def check(where: str, value, ok: bool, rule: str) -> None:
+        if value is not None and (not ok or (isinstance(value, float) and not math.isfinite(value))):
+            raise LinguaLiftError(f"{source}: {where}: must be {rule}, got {value!r}")
+
+    def at_least(where: str, value, low) -> None:
+        check(where, value, value is None or value >= low, f"at least {low}" + (" (or null)" if value is None else ""))
+
+    def positive(where: str, value) -> None:
+        check(where, value, value is None or value > 0, "a positive number")
+
+    at_least("model.encoder_max_length", model.encoder_max_length, 1)
+    at_least("model.warm_start_texts", model.warm_start_texts, 1)
+    check("data.max_examples", data.max_examples, data.max_examples is None or data.max_examples >= 1,
+          "at least 1, or null for all examples")
+    at_least("data.max_target_length", data.max_target_length, 1)
+    at_least("training.lora.r", lora.r, 1)
+    positive("training.lora.alpha", lora.alpha)
+    check("training.lora.dropout", lora.dropout, 0 <= lora.dropout < 1, "in [0, 1)")
+    positive("training.learning_rate", training.learning_rate)
+    for group, value in training.lr_groups.items():
+        where = f"training.lr_groups.{group}"
+        value = _coerce(float, value, source, where)
+        positive(where, value)
+        training.lr_groups[group] = value
+    check("training.weight_decay", training.weight_decay, training.weight_decay is None or training.weight_decay >= 0,
+          "at least 0")
+    check("training.warmup_ratio", training.warmup_ratio,
+          training.warmup_ratio is None or 0 <= training.warmup_ratio <= 1, "in [0, 1]")
+    positive("training.epochs", training.epochs)
+    check("training.max_steps", training.max_steps, training.max_steps is None or training.max_steps >= 1,
+          "at least 1, or null to train training.epochs epochs")
+    at_least("training.batch_size", training.batch_size, 1)
+    at_least("training.gradient_accumulation_steps", training.gradient_accumulation_steps, 1)
+    check("training.max_grad_norm", training.max_grad_norm, training.max_grad_norm >= 0, "at least 0 (0: no clipping)")
+    at_least("training.seed", training.seed, 0)
+    check("training.save_every", training.save_every, training.save_every is None or training.save_every >= 1,
+          "at least 1, or null for no step checkpoints")
+    at_least("training.save_total_limit", training.save_total_limit, 1)
+    at_least("training.log_every", training.log_every, 1)
+
+
 def _validate(config: TrainConfig) -> None:
     source = config.source
+    _check_ranges(config)
     if not config.data.train:
         raise LinguaLiftError(f"{source}: data.train is required (a JSONL file of instructions)")
     if not Path(config.data.train).is_file():
@@ -223,7 +285,7 @@ def _validate(config: TrainConfig) -> None:
     for where, (value, allowed) in choices.items():
         if value not in allowed:
             raise LinguaLiftError(f"{source}: {where}: must be one of {', '.join(allowed)}, got {value!r}")
-    for where, value in (("training.batch_size", config.training.batch_size),
-                         ("training.gradient_accumulation_steps", config.training.gradient_accumulation_steps)):
-        if value < 1:
-            raise LinguaLiftError(f"{source}: {where}: must be at least 1, got {value}")
+    if config.training.resume_from_checkpoint not in (None, "latest") \
+            and not Path(config.training.resume_from_checkpoint).is_dir():
+        raise LinguaLiftError(f"{source}: training.resume_from_checkpoint: {config.training.resume_from_checkpoint} "
+                              "is not a folder; give a checkpoints/step-N folder or latest")

@@ -1,7 +1,8 @@
 """The evaluation runner: batched, resumable generation and scoring with bootstrap confidence intervals.
 
 Layout of a run directory:
-    run.json                          model, prompt template and generation settings (checked on resume)
+    run.json                          run identity: model name, resolved path and content fingerprint,
+                                      prompt template and every generation setting (checked on resume)
     predictions/<task>/<lang>.jsonl   one record per example: id, prompt, output, extracted, gold, correct
     results.json / results.md / results.png   (report.write_eval_report)
 
@@ -14,15 +15,18 @@ sorted by prompt length (less padding); batching never changes results, only spe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from lingualift.checkpoint import digest, exclusive_lock, path_fingerprint
 from lingualift.errors import LinguaLiftError
 from lingualift.io import read_json, write_json, write_jsonl
 from lingualift.tasks import TIERS, Example, Task, get_task, load_examples, tier_of
@@ -45,33 +49,71 @@ def predictions_path(out_dir: str | Path, task: str, lang: str) -> Path:
     return Path(out_dir) / "predictions" / task / f"{lang}.jsonl"
 
 
+_WHAT = {"model": "model name", "model_id": "model (path or checkpoint content)", "prompt_template": "prompt template",
+         "generation": "generation settings"}
+
+
+def run_identity(generator, settings: GenerationSettings, model_spec: str | os.PathLike | None = None) -> dict:
+    """What a run directory's predictions depend on: the model (resolved path + content fingerprint of its
+    files, not just its folder name: every trained checkpoint is called `final`), the prompt template and
+    every field of the generation settings (new fields are covered without code changes)."""
+    spec = model_spec if model_spec is not None else getattr(generator, "spec", generator.name)
+    return {"model": generator.name, "model_id": path_fingerprint(spec),
+            "prompt_template": generator.rendered_prompt("{question}"),  # chat affixes included
+            "generation": {**asdict(settings), "backend": getattr(generator, "backend", "hf")}}
+
+
+def default_run_dir(identity: dict, root: str | os.PathLike = Path("runs") / "eval") -> Path:
+    """`runs/eval/<model name>-<12 hex digits of the identity>`: two checkpoints never share a folder."""
+    return Path(root) / f"{identity['model']}-{digest(identity)}"
+
+
 def _check_run_config(out_dir: Path, config: dict) -> None:
     """Refuse to mix predictions made with a different model, template or decoding into one run."""
     path = out_dir / "run.json"
     if path.exists():
         previous = read_json(path)
-        if isinstance(previous.get("generation"), dict):  # runs from before backends were recorded were HF runs
-            previous["generation"].setdefault("backend", "hf")
-        changed = sorted(key for key in config if previous.get(key) != config[key])
+        changed = sorted(key for key in config if not isinstance(previous, dict) or previous.get(key) != config[key])
         if changed:
             raise LinguaLiftError(
-                f"{path}: this run directory was made with different {', '.join(changed)}; "
-                "use a new --out directory (or delete it) instead of resuming"
+                f"{path}: this run directory was made with a different {', '.join(_WHAT.get(k, k) for k in changed)}; "
+                "use a new --out directory (or drop --out: the default folder is unique per model and settings)"
             )
     else:
         write_json(path, config)
 
 
-def read_done(path: Path) -> dict[str, dict]:
-    """Records already saved for one task/language, by id; a truncated last line (killed run) is dropped."""
+@contextlib.contextmanager
+def claim_run_dir(out_dir: Path, identity: dict):
+    """Own `out_dir` for one evaluation: an exclusive lock, then the run.json check, both atomic together.
+
+    A second process evaluating into the same folder (same model or not) fails at once instead of mixing
+    or duplicating records. If the folder was made here and nothing was predicted, it is removed again.
+    """
+    first_new = next((p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()), None)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with exclusive_lock(out_dir, f"run directory {out_dir}"):  # an fcntl lock on the folder itself
+            _check_run_config(out_dir, identity)
+            yield
+    except BaseException:
+        if first_new is not None and not any(out_dir.glob("predictions/*/*.jsonl")):
+            shutil.rmtree(first_new, ignore_errors=True)
+        raise
+
+
+def read_done(path: Path, *, repair: bool = True, require: tuple[str, ...] = ()) -> dict[str, dict]:
+    """Records already saved for one task/language, by id; a truncated last line (killed run) is dropped
+    (and cut from the file when `repair`). Each field of `require` must be present (errors name the line)."""
     if not path.exists():
         return {}
     data = path.read_bytes()
     keep = data.rfind(b"\n") + 1
     if keep < len(data):
         log.warning("%s: dropping a truncated last line (interrupted run); it will be recomputed", path)
-        with open(path, "r+b") as handle:
-            handle.truncate(keep)
+        if repair:
+            with open(path, "r+b") as handle:
+                handle.truncate(keep)
     done = {}
     for line_number, line in enumerate(data[:keep].split(b"\n"), start=1):
         if not line.strip():
@@ -83,6 +125,10 @@ def read_done(path: Path) -> dict[str, dict]:
             raise LinguaLiftError(
                 f"{path}:{line_number}: not a prediction record (JSON object with an 'id'); delete the file to recompute"
             ) from None
+        missing = [key for key in require if key not in record]
+        if missing:
+            raise LinguaLiftError(f"{path}:{line_number}: prediction record lacks field {missing[0]!r}; "
+                                  "re-run the evaluation to recompute it")
     return done
 
 
@@ -167,27 +213,28 @@ def evaluate(
     n_bootstrap: int = 1000,
     seed: int = 0,
     progress: bool = True,
+    model_spec: str | os.PathLike | None = None,
 ) -> dict:
     """Run every (task, languages) pair of `plan` and return the results dict (see `summarize`).
 
     `plan` comes from `tasks.parse_task_langs`; reports are written by `report.write_eval_report`.
+    `model_spec` (the checkpoint path or hub id the generator was loaded from) identifies the model in
+    run.json; see `run_identity`.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _check_run_config(
-        out_dir,
-        {"model": generator.name, "prompt_template": generator.prompt_template,
-         "generation": {**asdict(settings), "backend": getattr(generator, "backend", "hf")}},
-    )
-    # Load everything first so that a missing file fails before hours of generation.
+    identity = run_identity(generator, settings, model_spec)
+    # Load everything first so that a missing or malformed file fails before anything is written.
     work = [(task, lang, load_examples(task, lang, data_dir, limit, download)) for task, langs in plan for lang in langs]
+    if not work:
+        raise LinguaLiftError("nothing to evaluate: no task/language pairs (check --tasks and --langs)")
     records: dict[str, dict[str, list[dict]]] = {}
-    for task, lang, examples in work:
-        path = predictions_path(out_dir, task.name, lang)
-        done = run_language(generator, task, examples, path, settings, batch_size, progress)
-        accuracy = sum(r["correct"] for r in done) / len(done)
-        log.info("%s/%s: accuracy %.1f%% over %d examples", task.name, lang, 100 * accuracy, len(done))
-        records.setdefault(task.name, {})[lang] = done
+    with claim_run_dir(out_dir, identity):
+        for task, lang, examples in work:
+            path = predictions_path(out_dir, task.name, lang)
+            done = run_language(generator, task, examples, path, settings, batch_size, progress)
+            accuracy = sum(r["correct"] for r in done) / len(done)
+            log.info("%s/%s: accuracy %.1f%% over %d examples", task.name, lang, 100 * accuracy, len(done))
+            records.setdefault(task.name, {})[lang] = done
     return summarize(records, model=generator.name, n_bootstrap=n_bootstrap, seed=seed)
 
 
@@ -204,14 +251,17 @@ def rescore(records: list[dict]) -> list[dict]:
     return rescored
 
 
-def load_run(out_dir: str | Path) -> dict[str, dict[str, list[dict]]]:
+SCORED_FIELDS = ("task", "output", "gold")
+
+
+def load_run(out_dir: str | Path, *, repair: bool = True) -> dict[str, dict[str, list[dict]]]:
     """All saved predictions of a run directory: task → language → records."""
     files = sorted(Path(out_dir).glob("predictions/*/*.jsonl"))
     if not files:
         raise LinguaLiftError(f"{out_dir}: no predictions/<task>/<lang>.jsonl files; is this a run directory?")
     run: dict[str, dict[str, list[dict]]] = {}
     for path in files:
-        run.setdefault(path.parent.name, {})[path.stem] = list(read_done(path).values())
+        run.setdefault(path.parent.name, {})[path.stem] = list(read_done(path, repair=repair).values())
     return run
 
 

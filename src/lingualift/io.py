@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from lingualift.checkpoint import honour_umask
 from lingualift.errors import LinguaLiftError
 
 
@@ -25,14 +26,17 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     if "b" in mode:
         encoding = None
     try:
+        honour_umask(tmp)  # mkstemp creates 0600; a shared run folder must stay readable
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # disk full etc.: name the file we wrote
+            exc.filename = str(path)
         raise
 
 
@@ -69,6 +73,8 @@ def iter_text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     path = Path(path)
     with open(path, "rb") as handle:
         for line_number, raw in enumerate(handle, start=1):
+            if line_number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # a UTF-8 byte order mark is not part of the first record
             try:
                 line = raw.decode("utf-8").strip()
             except UnicodeDecodeError as exc:
@@ -98,7 +104,7 @@ def iter_numbered_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
 def read_json(path: str | os.PathLike) -> Any:
     path = require_file(path, "JSON file")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise LinguaLiftError(f"{path}: not valid UTF-8 ({exc.reason}); re-encode the file as UTF-8") from None
     except json.JSONDecodeError as exc:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from lingualift import components
 from lingualift.alignment import build_alignment, resolve_alignment_kwargs
+from lingualift.checkpoint import recover, replace_directory
 from lingualift.errors import LinguaLiftError
 from lingualift.prompts import DEFAULT_TEMPLATE
 
@@ -184,6 +183,11 @@ class LinguaLiftModel(PreTrainedModel):
         llm_model, llm_tokenizer = components.load_component(
             llm, components.LLM, tokenizer=llm_tokenizer, dtype=dtype, where=f"{prefix}llm"
         )
+        positions = getattr(encoder_model.config, "max_position_embeddings", None)
+        requested = config_kwargs.get("encoder_max_length")
+        if positions and requested is not None and not 1 <= requested <= positions:
+            raise LinguaLiftError(f"{prefix}encoder_max_length: {requested} is outside the encoder's 1..{positions} "
+                                  f"positions; set it to at most {positions}")
         config = LinguaLiftConfig(
             encoder=_reference(encoder, encoder_model),
             llm=_reference(llm, llm_model),
@@ -336,10 +340,7 @@ class LinguaLiftModel(PreTrainedModel):
         """
         from peft import PeftModel
 
-        target = Path(save_directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with replace_directory(save_directory) as staging:
             config = LinguaLiftConfig.from_dict(self.config.to_dict())
             state = {name: tensor.detach().contiguous().cpu() for name, tensor in self.alignment.state_dict().items()}
             save_file(state, staging / ALIGNMENT_FILE)
@@ -356,18 +357,13 @@ class LinguaLiftModel(PreTrainedModel):
             self.encoder_tokenizer.save_pretrained(staging / ENCODER_TOKENIZER_DIR)
             self.llm_tokenizer.save_pretrained(staging / LLM_TOKENIZER_DIR)
             config.save_pretrained(staging)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, dtype=None, merge_lora: bool = False,
                         **_ignored) -> "LinguaLiftModel":
         """Load a checkpoint written by `save_pretrained` (self-contained or with references)."""
         path = Path(path)
+        recover(path)
         if not (path / "config.json").is_file() or not (path / ALIGNMENT_FILE).is_file():
             raise LinguaLiftError(f"{path} is not a LinguaLIFT checkpoint (config.json and {ALIGNMENT_FILE} expected)")
         config = LinguaLiftConfig.from_pretrained(path)
@@ -388,7 +384,16 @@ class LinguaLiftModel(PreTrainedModel):
             if merge_lora:
                 llm = llm.merge_and_unload()
         model = cls(config, encoder=encoder, llm=llm)
-        model.alignment.load_state_dict(load_file(path / ALIGNMENT_FILE))
+        try:
+            alignment_state = load_file(path / ALIGNMENT_FILE)
+        except Exception as exc:  # safetensors raises its own error type for a truncated or corrupt file
+            raise LinguaLiftError(f"{path / ALIGNMENT_FILE}: unreadable ({exc}); the checkpoint is damaged, "
+                                  "train or copy it again") from None
+        try:
+            model.alignment.load_state_dict(alignment_state)
+        except RuntimeError as exc:
+            raise LinguaLiftError(f"{path / ALIGNMENT_FILE}: does not fit the alignment layer in config.json "
+                                  f"({str(exc).splitlines()[0]})") from None
         model.alignment.to(dtype=model.hidden_dtype)
         model.set_tokenizers(encoder_tokenizer, llm_tokenizer)
         model.eval()

@@ -7,7 +7,10 @@ records, per phase, the fingerprint it was last completed with, its wall-clock t
 A phase whose fingerprint matches and whose outputs still exist is skipped (`--force` reruns everything),
 so running the pipeline twice reuses the assets, lexicons, data and checkpoints; changing e.g.
 `evaluation.mgsm.limit` reruns only evaluation and the report. A phase clears its own folder before
-it runs, except that an interrupted evaluation with the same fingerprint resumes its saved predictions.
+it runs, except that an interrupted phase with the same fingerprint resumes: evaluation its saved
+predictions, stage 1 and 2 training from their last step checkpoint (`resume_from_checkpoint: latest`).
+Before anything is written, the output folder and every phase folder must be new, empty or marked as
+the pipeline's (`.lingualift-pipeline`, also the fcntl lock that keeps a second pipeline out).
 
 Layout of the output directory (`outputs/pipeline/` by default):
 
@@ -40,6 +43,7 @@ from typing import Any, Callable
 import yaml
 
 from lingualift import __version__
+from lingualift.checkpoint import exclusive_lock
 from lingualift.config import read_yaml_with_overrides
 from lingualift.errors import LinguaLiftError
 from lingualift.io import atomic_write, iter_jsonl, read_json, write_json, write_jsonl
@@ -353,7 +357,15 @@ class Pipeline:
 
     # ---------------------------------------------------------------- running
     def run(self, until: str | None = None) -> dict:
+        # Ownership first, before anything is written: the output folder and every phase folder must be
+        # new, empty or the pipeline's own; then one process at a time (the marker file is the lock).
+        for folder in [self.out] + [p.folder for p in self.phases if p.folder is not None]:
+            _check_owned(folder, legacy_marker=STATE_FILE if folder == self.out else None)
         self.out.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(self.out / FOLDER_MARKER, f"pipeline output directory {self.out}"):
+            return self._run(until)
+
+    def _run(self, until: str | None) -> dict:
         self._load_state()
         with atomic_write(self.out / "config.yaml") as handle:
             yaml.safe_dump(self.config, handle, sort_keys=False, allow_unicode=True)
@@ -413,11 +425,11 @@ class Pipeline:
             Phase("stage1", "language alignment (alignment layer only, code-switched prompts)",
                   lambda: {"config": c["stage1"], "models": c["models"]}, lambda: self._run_stage("stage1"),
                   lambda: [self.run_dir("stage1") / "final"], depends=("assets", "data"),
-                  folder=self.run_dir("stage1")),
+                  folder=self.run_dir("stage1"), resumable=True),
             Phase("stage2", "task transfer (LLM, English instructions)",
                   lambda: {"config": c["stage2"]}, lambda: self._run_stage("stage2"),
                   lambda: [self.run_dir("stage2") / "final"], depends=("stage1", "data"),
-                  folder=self.run_dir("stage2")),
+                  folder=self.run_dir("stage2"), resumable=True),
             Phase("evaluate", "MGSM and MMWP subsets (greedy generation, answer extraction, bootstrap CIs)",
                   lambda: {"evaluation": c["evaluation"], "files": self._eval_inputs()}, self._run_evaluate,
                   lambda: [self.out / "eval" / "results.json"], depends=("stage2",), folder=self.out / "eval", resumable=True),
@@ -539,7 +551,7 @@ class Pipeline:
 
     # training -----------------------------------------------------------------------------------
     def _run_stage(self, stage: str) -> dict:
-        from lingualift.training import train
+        from lingualift.training import has_step_checkpoints, train
 
         train_file = self.stage1_data if stage == "stage1" else self.stage2_data
         init_from = str(self.run_dir("stage1") / "final") if stage == "stage2" else None
@@ -547,6 +559,11 @@ class Pipeline:
                               source=self.config_source)
         if config.training.tuning == "full" and stage == "stage2":
             log.info("stage 2: full fine-tuning of the LLM (the checkpoint is self-contained)")
+        # The folder survives a rerun only with the same fingerprint (see `run`), so its step checkpoints
+        # belong to this very config: continue from the newest instead of starting over.
+        if has_step_checkpoints(self.run_dir(stage)):
+            log.info("%s: resuming from the last step checkpoint in %s", stage, self.run_dir(stage))
+            config.training.resume_from_checkpoint = "latest"
         final = train(config)
         log_records = list(iter_jsonl(self.run_dir(stage) / "train_log.jsonl")) \
             if (self.run_dir(stage) / "train_log.jsonl").is_file() else []
@@ -594,7 +611,7 @@ class Pipeline:
         for task, langs, limit in plans:
             part = evaluate(pooled, [(task, langs)], out_dir, data_dir=self.data_dir, limit=limit,
                             batch_size=ev["batch_size"], settings=settings, n_bootstrap=ev["bootstrap"],
-                            progress=False)
+                            progress=False, model_spec=self.run_dir("stage2") / "final")
             results = part if results is None else {**results, "tasks": {**results["tasks"], **part["tasks"]}}
         write_eval_report(results, out_dir)
         return {"tasks": {name: {"overall": task["overall"], "tiers": task["tiers"],
@@ -634,14 +651,31 @@ class Pipeline:
 FOLDER_MARKER = ".lingualift-pipeline"
 
 
+def _check_owned(folder: Path, legacy_marker: str | None = None) -> None:
+    """Refuse a folder that exists, is not empty and holds no pipeline marker (someone else's data)."""
+    if folder.exists() and not folder.is_dir():
+        raise LinguaLiftError(f"{folder}: exists and is not a folder; choose another --output-dir")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / FOLDER_MARKER).is_file() \
+            and not (legacy_marker and (folder / legacy_marker).is_file()):
+        raise LinguaLiftError(f"{folder}: exists and was not made by the pipeline; refusing to write into it "
+                              "(choose another --output-dir)")
+
+
 def _claim_folder(folder: Path, clear: bool) -> None:
     """Make `folder` a phase folder: cleared if asked, but only when the pipeline created it (marker file),
-    so a mistaken --output-dir never deletes someone's data."""
-    if folder.exists() and any(folder.iterdir()) and not (folder / FOLDER_MARKER).is_file():
-        raise LinguaLiftError(f"{folder} exists and was not made by the pipeline; refusing to overwrite it "
-                              "(choose another --output-dir)")
-    if clear:
-        shutil.rmtree(folder, ignore_errors=True)
+    so a mistaken --output-dir never deletes someone's data.
+
+    Clearing renames the whole folder aside (atomic) before deleting it, so a kill at any moment leaves
+    the folder whole with its marker, absent, or empty - never a half-deleted folder without its marker
+    that the next run would refuse. Leftovers of a killed clear are deleted on the next claim.
+    """
+    _check_owned(folder)
+    for leftover in folder.parent.glob(f".{folder.name}.trash-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    if clear and folder.exists():
+        trash = folder.with_name(f".{folder.name}.trash-{os.getpid()}-{time.monotonic_ns()}")
+        os.rename(folder, trash)
+        shutil.rmtree(trash, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / FOLDER_MARKER).touch()
 

@@ -32,7 +32,7 @@ from lingualift.extraction import (
     numbers_match,
     parse_gold_number,
 )
-from lingualift.io import iter_jsonl, read_json
+from lingualift.io import atomic_write, iter_jsonl, read_json, write_json
 from lingualift.paths import cache_dir, find_data_dir
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def _gold_number(raw: str, where: str) -> str:
 
 def _read_mgsm(path: Path, lang: str) -> list[Example]:
     examples = []
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         for line_number, row in enumerate(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
             if not row:
                 continue
@@ -202,7 +202,7 @@ def _read_xcsqa(path: Path, lang: str) -> list[Example]:
 
 def _read_xnli(path: Path, lang: str) -> list[Example]:
     examples = []
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None) or []
         missing = {"language", "gold_label", "sentence1", "sentence2"} - set(header)
@@ -288,6 +288,8 @@ def parse_task_langs(tasks: str | list[str], langs: str | list[str] | None) -> l
             plan.append((task, [lang for lang in wanted if lang in task.languages]))
         else:
             plan.append((task, list(task.languages)))
+    if not plan:
+        raise LinguaLiftError(f"--tasks: no task given; choose from {', '.join(TASKS)}")
     return plan
 
 
@@ -307,23 +309,70 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+DIGESTS = "digests.json"  # in the download cache: relpath -> sha256 recorded when the file was downloaded
+MAX_DOWNLOAD_BYTES = 2 << 30  # a download, and an archive's extracted size, may not exceed 2 GiB
+
+
+def _recorded_digests(root: Path) -> dict[str, str]:
+    path = root / DIGESTS
+    if not path.is_file():
+        return {}
+    recorded = read_json(path)
+    if not isinstance(recorded, dict):
+        raise LinguaLiftError(f"{path}: expected a JSON object of file -> sha256; delete it and the downloads")
+    return recorded
+
+
+def _record_digests(root: Path, digests: dict[str, str]) -> None:
+    write_json(root / DIGESTS, {**_recorded_digests(root), **digests})
+
+
+def verify_cached(root: Path, relpath: str) -> None:
+    """Re-check a downloaded file on every use against the pinned sha256, else the one recorded at download.
+
+    A cached file without a record (downloaded by an older version) is recorded now (trust on first use).
+    """
+    path = root / relpath
+    actual = _sha256(path)
+    expected = _checksums().get(relpath) or _recorded_digests(root).get(relpath)
+    if expected is None:
+        log.warning("%s: no recorded digest; recording sha256 %s now (trust on first use)", path, actual)
+        _record_digests(root, {relpath: actual})
+    elif actual != expected:
+        raise LinguaLiftError(f"{path}: sha256 {actual} differs from the digest recorded at download ({expected}); "
+                              "the cached file changed - delete it to download it again")
+
+
 def _download(task: Task, lang: str, root: Path) -> None:
-    """Fetch the public file (or archive) into `root` with the public layout, checking its sha256."""
+    """Fetch the public file (or archive) into `root` with the public layout, checking its sha256.
+
+    Every file placed in the cache gets its digest recorded in `digests.json` (re-checked on each use);
+    an archive never overwrites a file already in the cache, and sizes are capped (`MAX_DOWNLOAD_BYTES`).
+    """
     url, relpath = task.url(lang), task.relpath(lang)
     target = root / (Path(url).name if task.archive else relpath)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
     log.info("downloading %s → %s", url, target)
     try:
+        size = 0
         with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as handle:
             while block := response.read(1 << 20):
+                size += len(block)
+                if size > MAX_DOWNLOAD_BYTES:
+                    raise LinguaLiftError(f"{url}: larger than {MAX_DOWNLOAD_BYTES >> 20} MiB; refusing it, put "
+                                          f"{relpath} under your data directory (--data-dir) by hand")
                 handle.write(block)
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise LinguaLiftError(
             f"cannot download {url} ({exc}); put {relpath} under your data directory (--data-dir) by hand"
         ) from None
-    expected = _checksums().get(Path(url).name if task.archive else relpath)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    name = Path(url).name if task.archive else relpath
+    expected = _checksums().get(name)
     actual = _sha256(partial)
     if expected and actual != expected:
         partial.unlink()
@@ -331,9 +380,30 @@ def _download(task: Task, lang: str, root: Path) -> None:
     if not expected:
         log.warning("%s has no pinned checksum; recorded sha256 %s (trust on first use)", url, actual)
     partial.replace(target)
-    if task.archive:
+    if not task.archive:
+        _record_digests(root, {relpath: actual})
+        return
+    recorded = {}
+    try:
         with zipfile.ZipFile(target) as archive:
-            archive.extractall(root)
+            members = [m for m in archive.infolist() if not m.is_dir()]
+            if sum(m.file_size for m in members) > MAX_DOWNLOAD_BYTES:
+                raise LinguaLiftError(f"{target}: extracts to more than {MAX_DOWNLOAD_BYTES >> 20} MiB; refusing it")
+            for member in members:
+                destination = (root / member.filename).resolve()
+                if root.resolve() not in destination.parents:
+                    raise LinguaLiftError(f"{target}: member {member.filename!r} points outside the cache; refusing it")
+                if destination.exists():  # never replace a file already in the cache (pinned or recorded)
+                    continue
+                with atomic_write(destination, "wb") as out, archive.open(member) as source:
+                    while block := source.read(1 << 20):
+                        out.write(block)
+                recorded[destination.relative_to(root.resolve()).as_posix()] = _sha256(destination)
+    except zipfile.BadZipFile as exc:
+        raise LinguaLiftError(f"{target}: not a zip archive ({exc}); delete it and retry") from None
+    finally:
+        if recorded:
+            _record_digests(root, recorded)
 
 
 def data_file(task: Task, lang: str, data_dir: str | Path | None = None, download: bool = False) -> Path:
@@ -344,9 +414,12 @@ def data_file(task: Task, lang: str, data_dir: str | Path | None = None, downloa
     roots = [root for root in (find_data_dir(data_dir, required=False), cache_dir("data")) if root is not None]
     for root in roots:
         if (root / relpath).is_file():
+            if root == cache_dir("data"):
+                verify_cached(root, relpath)
             return root / relpath
     if download:
         _download(task, lang, cache_dir("data"))
+        verify_cached(cache_dir("data"), relpath)
         return cache_dir("data") / relpath
     where = roots[0] if data_dir or len(roots) > 1 else "a data directory (--data-dir)"
     raise LinguaLiftError(
@@ -356,13 +429,27 @@ def data_file(task: Task, lang: str, data_dir: str | Path | None = None, downloa
     )
 
 
+def _first_bad_utf8(path: Path) -> str:
+    """`path:line` of the first byte that is not UTF-8 (the readers decode in blocks)."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        return f"{path}:{line}"
+    return str(path)
+
+
 def load_examples(
     task: Task | str, lang: str, data_dir: str | Path | None = None, limit: int | None = None, download: bool = False
 ) -> list[Example]:
     """The first `limit` examples of `task` in `lang`, in file order."""
     task = get_task(task) if isinstance(task, str) else task
     path = data_file(task, lang, data_dir, download)
-    examples = task.reader(path, lang)
+    try:
+        examples = task.reader(path, lang)
+    except UnicodeDecodeError:
+        raise LinguaLiftError(f"{_first_bad_utf8(path)}: not valid UTF-8; re-encode the file as UTF-8") from None
     if not examples:
         raise LinguaLiftError(f"{path}: no {task.name} examples for language {lang}")
     return examples[:limit] if limit else examples

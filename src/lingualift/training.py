@@ -31,11 +31,12 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from lingualift import components
+from lingualift.checkpoint import replace_directory
 from lingualift.config import TrainConfig
 from lingualift.data import BridgeCollator, CausalLMCollator, build_examples, read_instructions
 from lingualift.errors import LinguaLiftError
 from lingualift.inference import RUN_METADATA
-from lingualift.io import atomic_write, write_json
+from lingualift.io import atomic_write, read_json, write_json
 from lingualift.modeling import LinguaLiftModel
 from lingualift.prompts import chat_template_affixes, uses_chat_template
 from lingualift.stages import apply_freeze_policy, policy_for
@@ -45,6 +46,25 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINTS_DIR = "checkpoints"
 LOG_FILE = "train_log.jsonl"
+# Settings that do not change what a resumed run computes; everything else must match the checkpoint.
+_RESUME_FREE = ("output_dir", "resume_from_checkpoint", "resume_override", "save_every", "save_total_limit",
+                "log_every", "tensorboard")
+WEIGHT_GROWTH_WARNING = 100.0  # warn once when the trainable weights' norm grows beyond this factor
+
+
+def resume_identity(config: TrainConfig, stage: str) -> dict:
+    """What a step checkpoint must agree on to be resumed: method, stage, model, data and hyper-parameters."""
+    settings = config.to_dict()
+    training = {k: v for k, v in settings["training"].items() if k not in _RESUME_FREE}
+    return {"method": config.method, "stage": stage, "model": settings["model"], "data": settings["data"],
+            "training": training}
+
+
+def _differences(old, new, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new), key=str)
+        return [d for k in keys for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [f"{prefix[:-1]} ({old!r} in the checkpoint, {new!r} now)"]
 
 
 class EpochBatches:
@@ -158,8 +178,40 @@ def _trainable_names(model) -> list[str]:
 
 
 def _latest_checkpoint(output_dir: Path) -> Path | None:
-    steps = sorted((output_dir / CHECKPOINTS_DIR).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    steps = sorted((p for p in (output_dir / CHECKPOINTS_DIR).glob("step-*") if p.name.split("-")[1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[1]))
     return steps[-1] if steps else None
+
+
+def has_step_checkpoints(output_dir: str | os.PathLike) -> bool:
+    return _latest_checkpoint(Path(output_dir)) is not None
+
+
+def load_state_file(path: Path) -> dict:
+    """A step checkpoint's optimizer / scheduler / RNG state, unpickled with `weights_only=True`.
+
+    A checkpoint folder may come from anywhere; a full unpickler would run whatever code the file names.
+    """
+    try:
+        saved = torch.load(path, weights_only=True, map_location="cpu")
+    except FileNotFoundError:
+        raise LinguaLiftError(f"{path}: missing; the checkpoint is incomplete, delete it") from None
+    except Exception as exc:  # UnpicklingError for forbidden globals, RuntimeError / EOFError for damage
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LinguaLiftError(f"{path}: not a plain training state, refused to load it ({reason[:160]}); "
+                              "delete this checkpoint folder and resume from another") from None
+    if not isinstance(saved, dict) or not {"optimizer", "scheduler", "rng"} <= set(saved):
+        raise LinguaLiftError(f"{path}: expected optimizer, scheduler and rng entries; delete this checkpoint folder")
+    return saved
+
+
+def broadcast_object(value, accelerator):
+    """`value` of the main process on every process (a no-op in a single process)."""
+    if accelerator.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value])[0]
 
 
 class Trainer:
@@ -215,6 +267,7 @@ class Trainer:
         # Only the loss is needed: skip the vocabulary projection outside the target window.
         self._forward_options = {"targets_only": True} if isinstance(model, LinguaLiftModel) else {}
         self.step = 0
+        self.identity = resume_identity(config, self.stage)
 
     def _prompt_template(self, model) -> str:
         return model.config.prompt_template if isinstance(model, LinguaLiftModel) else self.config.data.prompt_template
@@ -231,24 +284,23 @@ class Trainer:
     def save_checkpoint(self) -> None:
         """Write `checkpoints/step-N` atomically (staged, then renamed), keeping the newest few."""
         target = self.output_dir / CHECKPOINTS_DIR / f"step-{self.step}"
-        staging = target.with_name(f".{target.name}.tmp")
         main = self.accelerator.is_main_process
+        with (replace_directory(target) if main else contextlib.nullcontext()) as staging:
+            # Under FSDP / DeepSpeed every rank writes its shard into the main process's staging folder.
+            staging = Path(broadcast_object(str(staging) if main else None, self.accelerator))
+            if self._sharded:
+                self.accelerator.save_state(str(staging))
+            elif main:
+                parameters = dict(self.unwrapped.named_parameters())
+                save_file({n: parameters[n].detach().cpu().contiguous() for n in _trainable_names(self.unwrapped)},
+                          staging / "trainable.safetensors")
+                torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                            "rng": torch.get_rng_state()}, staging / "state.pt")
+            self.accelerator.wait_for_everyone()
+            if main:
+                write_json(staging / "trainer_state.json", {"step": self.step, "total_steps": self.total_steps,
+                                                            "identity": self.identity})
         if main:
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-        self.accelerator.wait_for_everyone()
-        if self._sharded:
-            self.accelerator.save_state(str(staging))
-        elif main:
-            parameters = dict(self.unwrapped.named_parameters())
-            save_file({n: parameters[n].detach().cpu().contiguous() for n in _trainable_names(self.unwrapped)},
-                      staging / "trainable.safetensors")
-            torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                        "rng": torch.get_rng_state()}, staging / "state.pt")
-        if main:
-            write_json(staging / "trainer_state.json", {"step": self.step, "total_steps": self.total_steps})
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(staging, target)
             checkpoints = sorted((self.output_dir / CHECKPOINTS_DIR).glob("step-*"),
                                  key=lambda p: int(p.name.split("-")[1]))
             for old in checkpoints[: -self.config.training.save_total_limit]:
@@ -260,22 +312,72 @@ class Trainer:
         if path is None:
             logger.info("resume_from_checkpoint=latest: no checkpoint in %s, starting fresh", self.output_dir)
             return
+        where = f"{self.config.source}: training.resume_from_checkpoint"
         if not (path / "trainer_state.json").is_file():
-            raise LinguaLiftError(f"training.resume_from_checkpoint: {path} is not a training checkpoint")
-        state = json.loads((path / "trainer_state.json").read_text())
+            raise LinguaLiftError(f"{where}: {path} is not a training checkpoint (no trainer_state.json)")
+        state = read_json(path / "trainer_state.json")
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+            raise LinguaLiftError(f"{path / 'trainer_state.json'}: no integer 'step'; not a training checkpoint")
+        self._check_resume_identity(path, state.get("identity"), where)
         if self._sharded:
             self.accelerator.load_state(str(path))
         else:
             parameters = dict(self.unwrapped.named_parameters())
+            try:
+                trainable = load_file(path / "trainable.safetensors")
+            except Exception as exc:  # safetensors' own error type: truncated or corrupt file
+                raise LinguaLiftError(f"{path / 'trainable.safetensors'}: unreadable ({exc}); delete this checkpoint "
+                                      "to resume from an earlier one") from None
+            unknown = sorted(set(trainable) - set(_trainable_names(self.unwrapped)))
+            if unknown:
+                raise LinguaLiftError(f"{path / 'trainable.safetensors'}: holds tensors this run does not train "
+                                      f"({unknown[0]}, …); the checkpoint is from another stage or model")
             with torch.no_grad():
-                for name, tensor in load_file(path / "trainable.safetensors").items():
+                for name, tensor in trainable.items():
+                    if parameters[name].shape != tensor.shape:
+                        raise LinguaLiftError(f"{path / 'trainable.safetensors'}: {name} has shape "
+                                              f"{tuple(tensor.shape)}, the model {tuple(parameters[name].shape)}")
                     parameters[name].copy_(tensor)
-            saved = torch.load(path / "state.pt", weights_only=False)
+            saved = load_state_file(path / "state.pt")
+            fresh = [(group["lr"], group["weight_decay"]) for group in self.optimizer.param_groups]
             self.optimizer.load_state_dict(saved["optimizer"])
             self.scheduler.load_state_dict(saved["scheduler"])
             torch.set_rng_state(saved["rng"])
+            if self.config.training.resume_override:
+                self._apply_fresh_hyperparameters(fresh)
         self.step = state["step"]
         logger.info("resumed from %s at step %d", path, self.step)
+
+    def _check_resume_identity(self, path: Path, saved: dict | None, where: str) -> None:
+        """Refuse a checkpoint of another stage, method, model, data or hyper-parameters (unless overridden)."""
+        if saved is None:
+            logger.warning("%s predates resume checks: its settings cannot be compared with this config", path)
+            return
+        changed = _differences(saved, self.identity)
+        if not changed:
+            return
+        if self.config.training.resume_override:
+            logger.warning("resuming %s despite changed settings (training.resume_override): %s; the new "
+                           "hyper-parameters apply from the checkpoint's step on", path, "; ".join(changed))
+            return
+        raise LinguaLiftError(f"{where}: {path} was trained with different settings: {'; '.join(changed[:3])}"
+                              f"{' and more' if len(changed) > 3 else ''}; restore them, start a new "
+                              "training.output_dir, or set training.resume_override: true to continue anyway")
+
+    def _apply_fresh_hyperparameters(self, fresh: list[tuple[float, float]]) -> None:
+        """After loading an old optimizer/scheduler state, use this config's learning rates and weight decay."""
+        from torch.optim.lr_scheduler import LambdaLR
+
+        scheduler = getattr(self.scheduler, "scheduler", self.scheduler)  # accelerate wraps it
+        for group, (lr, weight_decay) in zip(self.optimizer.param_groups, fresh):
+            group["initial_lr"], group["weight_decay"] = lr, weight_decay
+        scheduler.base_lrs = [lr for lr, _ in fresh]
+        if isinstance(scheduler, LambdaLR):
+            for group, base, factor in zip(self.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+                group["lr"] = base * factor(scheduler.last_epoch)
+            scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        else:
+            logger.warning("resume_override: %s keeps the checkpoint's learning rates", type(scheduler).__name__)
 
     # ------------------------------------------------------------------ loop
     def _micro_batch(self, index: int) -> dict:
@@ -291,6 +393,7 @@ class Trainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             with atomic_write(self.output_dir / "train_config.yaml") as handle:
                 yaml.safe_dump(self.config.to_dict(), handle, sort_keys=False, allow_unicode=True)
+            self._trim_log()
         writer = self._tensorboard() if main and training.tensorboard else None
         accumulation = training.gradient_accumulation_steps
         trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -302,10 +405,17 @@ class Trainer:
         started, window_loss, window_steps, window_tokens = time.perf_counter(), 0.0, 0, 0
         self.model.train()
         self._keep_frozen_in_eval()
+        initial_norm, warned = self._check_finite(math.nan, trainable), False
         while self.step < self.total_steps:
             loss, tokens = self.optimizer_step(
                 [self._micro_batch(self.step * accumulation + micro) for micro in range(accumulation)], trainable
             )
+            norm = self._check_finite(loss, trainable, step=self.step + 1)
+            if not warned and norm > WEIGHT_GROWTH_WARNING * max(initial_norm, 1e-6):
+                warned = True
+                logger.warning("step %d: the norm of the trained weights grew from %.3g to %.3g (x%.0f); the learning "
+                               "rate (%g) is probably too high", self.step + 1, initial_norm, norm,
+                               norm / max(initial_norm, 1e-6), self.scheduler.get_last_lr()[0])
             window_loss += loss
             window_tokens += tokens
             self.step += 1
@@ -324,6 +434,46 @@ class Trainer:
         if writer:
             writer.close()
         return self.save_final()
+
+    def _check_finite(self, loss: float, trainable: list[torch.nn.Parameter], step: int | None = None) -> float:
+        """The trained weights' L2 norm; stops the run (one line, naming the step) on a NaN/inf loss or weight.
+
+        Checked after every optimiser step, before anything is saved, so every step checkpoint and `final`
+        hold finite weights. All processes agree (one reduction), so no rank is left waiting.
+        """
+        with torch.no_grad():
+            squares = sum((torch.linalg.vector_norm(p.detach(), dtype=torch.float32).to(self.accelerator.device) ** 2
+                           for p in trainable), torch.zeros((), device=self.accelerator.device))
+            flags = torch.stack([squares.to(self.accelerator.device),
+                                 torch.tensor(float(step is not None and not math.isfinite(loss)),
+                                              device=self.accelerator.device)])
+            if self.accelerator.num_processes > 1:
+                flags = self.accelerator.reduce(flags, reduction="sum")
+        squares, bad_loss = float(flags[0]), float(flags[1]) > 0
+        norm = math.sqrt(squares) if math.isfinite(squares) else math.inf
+        if step is not None and (bad_loss or not math.isfinite(squares)):
+            what = f"the loss is {loss}" if bad_loss else "the trained weights are no longer finite"
+            latest = _latest_checkpoint(self.output_dir)
+            kept = f"the last finite checkpoint is {latest}" if latest else "no step checkpoint was written yet"
+            raise LinguaLiftError(
+                f"{self.config.source}: training diverged at step {step}: {what} (learning rate "
+                f"{self.scheduler.get_last_lr()[0]:g}); nothing was saved for it and {kept}; lower "
+                "training.learning_rate (or set training.max_grad_norm) and train again"
+            )
+        return norm
+
+    def _trim_log(self) -> None:
+        """A fresh run starts a new loss log; a resumed one drops the records after its checkpoint's step."""
+        path = self.output_dir / LOG_FILE
+        if not path.is_file():
+            return
+        if self.step == 0:
+            path.unlink()
+            return
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+                if line.strip() and json.loads(line).get("step", 0) <= self.step]
+        with atomic_write(path) as handle:
+            handle.writelines(kept)
 
     def optimizer_step(self, micro_batches: list[dict], trainable: list[torch.nn.Parameter]) -> tuple[float, int]:
         """Forward/backward every micro-batch, then one optimiser step; returns (loss, tokens). `bench` times this."""
@@ -374,7 +524,7 @@ class Trainer:
             final = self.output_dir / "final"
             if isinstance(model, LinguaLiftModel):
                 include_frozen = self.policy.save_frozen_parts and self.config.training.tuning == "full"
-                model.save_pretrained(final, include_frozen=include_frozen)
+                model.save_pretrained(final, include_frozen=include_frozen)  # staged, swapped atomically
             else:
                 self._save_plain_llm(model, final)
             logger.info("saved %s", final)
@@ -387,15 +537,12 @@ class Trainer:
 
         if isinstance(model, PeftModel):
             model = model.merge_and_unload()
-        staging = final.with_name(f".{final.name}.tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        model.save_pretrained(staging)
-        self.collator.llm_tokenizer.save_pretrained(staging)
-        write_json(staging / RUN_METADATA, {"method": "sft", "prompt_template": self.config.data.prompt_template,
-                                            "llm_prefix": self.collator.llm_prefix,
-                                            "llm_suffix": self.collator.llm_suffix})
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(staging, final)
+        with replace_directory(final) as staging:
+            model.save_pretrained(staging)
+            self.collator.llm_tokenizer.save_pretrained(staging)
+            write_json(staging / RUN_METADATA, {"method": "sft", "prompt_template": self.config.data.prompt_template,
+                                                "llm_prefix": self.collator.llm_prefix,
+                                                "llm_suffix": self.collator.llm_suffix})
 
 
 def train(config: TrainConfig) -> Path:

@@ -37,6 +37,10 @@ def run(args) -> int:
     switcher = CodeSwitcher.from_settings(settings, args.data_dir)
     with open(require_file(args.input, "input JSONL"), "rb") as handle:
         total = sum(1 for line in handle if line.strip())
+    if total == 0:
+        from lingualift.errors import LinguaLiftError
+
+        raise LinguaLiftError(f"{args.input}: no records (the file is empty); give a JSONL file of instructions")
 
     def records():
         for index, record in enumerate(tqdm(read_instructions(args.input), total=total, desc="code-switching",

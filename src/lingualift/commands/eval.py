@@ -54,7 +54,8 @@ def configure(parser) -> None:
     add_backend_arguments(parser)
     parser.add_argument("--tasks", default="mgsm", help=f"comma-separated tasks: {','.join(TASKS)} (default mgsm)")
     parser.add_argument("--langs", help="comma-separated languages (default: each task's own)")
-    parser.add_argument("--out", help="run directory (default runs/eval/<model name>); re-running resumes it")
+    parser.add_argument("--out", help="run directory (default runs/eval/<model name>-<fingerprint of the model's "
+                        "path, content and generation settings>); re-running resumes it")
     parser.add_argument("--max-new-tokens", type=int, help="default: per task (512 math, 256 multiple choice)")
     parser.add_argument("--stop", action="append",
                         help="stop string (repeatable; replaces the task defaults; '\\n' escapes are understood)")
@@ -73,13 +74,24 @@ def check_positive(value: int | None, flag: str) -> None:
         raise LinguaLiftError(f"{flag} must be a positive integer, got {value}")
 
 
+def check_sampling(do_sample: bool, temperature: float, top_p: float) -> None:
+    import math
+
+    from lingualift.errors import LinguaLiftError
+
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise LinguaLiftError(f"--temperature must be a positive number, got {temperature}")
+    if not math.isfinite(top_p) or not 0 < top_p <= 1:
+        raise LinguaLiftError(f"--top-p must be in (0, 1], got {top_p}")
+
+
 def run(args) -> int:
     from pathlib import Path
 
-    from lingualift.evaluation import GenerationSettings, evaluate
+    from lingualift.evaluation import GenerationSettings, default_run_dir, evaluate, run_identity
     from lingualift.inference import load_generator
     from lingualift.report import write_eval_report
-    from lingualift.tasks import data_file, parse_task_langs
+    from lingualift.tasks import load_examples, parse_task_langs
 
     if args.backend == "vllm":
         from lingualift.vllm_backend import import_vllm
@@ -90,18 +102,20 @@ def run(args) -> int:
     for value, flag in ((args.limit, "--limit"), (args.batch_size, "--batch-size"),
                         (args.max_new_tokens, "--max-new-tokens"), (args.bootstrap, "--bootstrap")):
         check_positive(value, flag)
+    check_sampling(args.do_sample, args.temperature, args.top_p)
     plan = parse_task_langs(args.tasks, args.langs)
     stop = tuple(s.encode().decode("unicode_escape") for s in args.stop) if args.stop else None
     settings = GenerationSettings(args.max_new_tokens, stop, args.do_sample, args.temperature, args.top_p)
-    for task, langs in plan:  # fail on missing data before loading the model
+    for task, langs in plan:  # fail on missing or malformed data before loading the model
         for lang in langs:
-            data_file(task, lang, args.data_dir, download=not args.offline)
+            load_examples(task, lang, args.data_dir, args.limit, download=not args.offline)
     generator = load_generator(args.model, prompt_template=args.prompt_template, device=args.device, dtype=args.dtype,
                                backend=args.backend, **backend_options(args))
-    out_dir = Path(args.out or Path("runs") / "eval" / generator.name)
+    out_dir = Path(args.out) if args.out else default_run_dir(run_identity(generator, settings, args.model))
+    logger.info("run directory: %s", out_dir)
     results = evaluate(generator, plan, out_dir, data_dir=args.data_dir, limit=args.limit, batch_size=args.batch_size,
                        settings=settings, download=not args.offline, n_bootstrap=args.bootstrap, seed=args.seed,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, model_spec=args.model)
     paths = write_eval_report(results, out_dir)
     print(paths["md"].read_text(encoding="utf-8"))
     return 0

@@ -21,6 +21,11 @@ def run(args) -> int:
     from lingualift.errors import LinguaLiftError
     from lingualift.inference import load_generator
 
+    from lingualift.commands.eval import check_positive, check_sampling
+
+    check_positive(args.max_new_tokens, "--max-new-tokens")
+    check_positive(args.batch_size, "--batch-size")
+    check_sampling(args.sample, args.temperature, args.top_p)
     questions = args.questions or [line.strip() for line in sys.stdin if line.strip()]
     if not questions:
         raise LinguaLiftError("no questions given (pass them as arguments or one per line on stdin)")

@@ -18,18 +18,33 @@ def configure(parser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from lingualift.evaluation import load_run, read_done, rescore, summarize
+    from lingualift.commands.eval import check_positive
+    from lingualift.errors import LinguaLiftError
+    from lingualift.evaluation import SCORED_FIELDS, load_run, read_done, rescore, summarize
     from lingualift.io import read_json, require_file, write_jsonl
     from lingualift.report import eval_markdown, write_eval_report
 
-    for raw in args.paths:
+    check_positive(args.bootstrap, "--bootstrap")
+    repair = not args.dry_run  # a dry run never touches a file, not even to cut a truncated last line
+    work = []
+    for raw in args.paths:  # read and check everything before rewriting anything
         path = Path(raw)
         files = sorted(path.glob("predictions/*/*.jsonl")) if path.is_dir() else [require_file(path, "prediction file")]
         if path.is_dir():
-            load_run(path)  # fails with a clear message when this is not a run directory
+            load_run(path, repair=False)  # fails with a clear message when this is not a run directory
+        records = {file: list(read_done(file, repair=False, require=SCORED_FIELDS).values()) for file in files}
+        rescored = {}
+        for file, before in records.items():
+            try:
+                rescored[file] = rescore(before)
+            except LinguaLiftError as exc:
+                raise LinguaLiftError(f"{file}: {exc}") from None
+        work.append((path, files, rescored, records))
+    for path, files, rescored, records in work:
         for file in files:
-            before = list(read_done(file).values())
-            after = rescore(before)
+            before, after = records[file], rescored[file]
+            if repair:
+                read_done(file)  # cut a truncated last line (killed run)
             changed = sum(a["extracted"] != b.get("extracted") or a["correct"] != b.get("correct")
                           for a, b in zip(after, before))
             accuracy = sum(r["correct"] for r in after) / max(1, len(after))
@@ -38,7 +53,7 @@ def run(args) -> int:
                 write_jsonl(file, after)
         if path.is_dir():
             model = read_json(path / "run.json").get("model", "") if (path / "run.json").exists() else ""
-            results = summarize(load_run(path), model=model, n_bootstrap=args.bootstrap, seed=args.seed)
+            results = summarize(load_run(path, repair=repair), model=model, n_bootstrap=args.bootstrap, seed=args.seed)
             if args.dry_run:
                 print(eval_markdown(results))
             else:

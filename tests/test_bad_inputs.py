@@ -1,0 +1,646 @@
+"""Every bad input is a clean error (issue 12): exit code 2, exactly one `error:` line that names the place
+(file[:line], config field or flag), no traceback, and no file left behind or changed.
+
+The cases run in-process through `lingualift.cli.main(argv)` (imports are paid once); a few also run as
+real subprocesses. Each case builds its fixtures in a fresh work folder, which is snapshotted (paths,
+bytes, modes) before and compared after the command.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import yaml
+from helpers import tiny_config, tiny_model, write_instructions
+
+from lingualift.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_PIPELINE = REPO / "configs" / "pipeline" / "tiny.yaml"
+
+
+@dataclass
+class Case:
+    name: str
+    setup: Callable[[Path], list[str]]  # builds fixtures in the work folder, returns argv
+    place: str  # must appear in the error line
+    patch: Callable | None = None  # (monkeypatch) -> None, for simulated OS failures
+
+
+CASES: list[Case] = []
+
+
+def case(name: str, place: str, patch=None):
+    def register(setup):
+        CASES.append(Case(name, setup, place, patch))
+        return setup
+    return register
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+def mgsm_data(work: Path, lang: str = "de", rows: bytes | None = None) -> Path:
+    root = work / "data"
+    (root / "mgsm").mkdir(parents=True, exist_ok=True)
+    body = rows if rows is not None else "".join(f"Tom has {i} pens, how many?\t{i}\n" for i in range(3)).encode()
+    (root / "mgsm" / f"mgsm_{lang}.tsv").write_bytes(body)
+    return root
+
+
+def train_yaml(work: Path, name: str = "config.yaml", **sections) -> Path:
+    config = tiny_config(work, **{k: v for k, v in sections.items() if k in ("model", "data", "training")})
+    for key in ("method", "stage"):
+        if key in sections:
+            config[key] = sections[key]
+    path = work / name
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def train_set(*overrides: str, **sections) -> Callable[[Path], list[str]]:
+    def setup(work: Path) -> list[str]:
+        argv = ["train", str(train_yaml(work, **sections))]
+        for override in overrides:
+            argv += ["--set", override]
+        return argv
+    return setup
+
+
+def saved_checkpoint(work: Path) -> Path:
+    final = work / "ckpt" / "final"
+    tiny_model().save_pretrained(final, include_frozen=True)
+    return final
+
+
+# ------------------------------------------------------------------ train: config values
+
+for field, value, place in [
+    ("training.log_every", "0", "training.log_every"),
+    ("training.log_every", "-3", "training.log_every"),
+    ("training.max_steps", "-5", "training.max_steps"),
+    ("training.max_steps", "0", "training.max_steps"),
+    ("training.save_every", "-1", "training.save_every"),
+    ("training.save_every", "0", "training.save_every"),
+    ("training.save_total_limit", "0", "training.save_total_limit"),
+    ("model.encoder_max_length", "0", "model.encoder_max_length"),
+    ("training.batch_size", "0", "training.batch_size"),
+    ("training.gradient_accumulation_steps", "0", "training.gradient_accumulation_steps"),
+    ("training.learning_rate", "0", "training.learning_rate"),
+    ("training.learning_rate", "-1e-3", "training.learning_rate"),
+    ("training.learning_rate", ".nan", "training.learning_rate"),
+    ("training.learning_rate", ".inf", "training.learning_rate"),
+    ("training.learning_rate", "fast", "training.learning_rate"),
+    ("training.epochs", "0", "training.epochs"),
+    ("training.epochs", "-1.5", "training.epochs"),
+    ("training.warmup_ratio", "1.5", "training.warmup_ratio"),
+    ("training.warmup_ratio", "-0.1", "training.warmup_ratio"),
+    ("training.weight_decay", "-0.1", "training.weight_decay"),
+    ("training.max_grad_norm", "-1", "training.max_grad_norm"),
+    ("training.seed", "-1", "training.seed"),
+    ("training.lora.r", "0", "training.lora.r"),
+    ("training.lora.alpha", "0", "training.lora.alpha"),
+    ("training.lora.dropout", "1.0", "training.lora.dropout"),
+    ("data.max_examples", "0", "data.max_examples"),
+    ("data.max_target_length", "0", "data.max_target_length"),
+    ("training.lr_groups", "{alignment: -1}", "training.lr_groups.alignment"),
+    ("training.lr_groups", "{alignment: fast}", "training.lr_groups.alignment"),
+    ("training.tuning", "half", "training.tuning"),
+    ("training.precision", "fp8", "training.precision"),
+    ("training.max_stepz", "3", "did you mean training.max_steps"),
+    ("training.batch_size", "abc", "training.batch_size"),
+    ("training.batch_size", "2.5", "training.batch_size"),
+    ("training.output_dir", "''", "training.output_dir"),
+    ("training.resume_from_checkpoint", "nowhere/step-3", "training.resume_from_checkpoint"),
+    ("training.tensorboard", "maybe", "training.tensorboard"),
+    ("model.warm_start", "semantic", "model.warm_start"),
+    ("model.llm_sees_query", "7", "model.llm_sees_query"),
+    ("model.init_from", "no/such/checkpoint", "model.init_from"),
+    ("data.train", "no/such/file.jsonl", "data.train"),
+    ("data.train", "''", "data.train"),
+    ("method", "bogus", "method"),
+    ("stage", "bogus", "stage"),
+    ("model", "[1, 2]", "model"),
+]:
+    case(f"train-set-{field}={value}", place)(train_set(f"{field}={value}"))
+
+case("train-warm-start-texts-0", "model.warm_start_texts")(
+    train_set("model.warm_start=lexical", "model.warm_start_texts=0"))
+case("train-set-without-equals", "--set")(train_set("training.max_steps"))
+case("train-set-into-a-value", "--set training.max_steps.x")(train_set("training.max_steps.x=1"))
+
+
+@case("train-config-not-found", "config file not found")
+def _(work):
+    return ["train", str(work / "missing.yaml")]
+
+
+@case("train-invalid-yaml", "config.yaml:")
+def _(work):
+    (work / "config.yaml").write_text("training:\n  max_steps: [1, 2\n", encoding="utf-8")
+    return ["train", str(work / "config.yaml")]
+
+
+@case("train-top-level-list", "config.yaml")
+def _(work):
+    (work / "config.yaml").write_text("- 1\n- 2\n", encoding="utf-8")
+    return ["train", str(work / "config.yaml")]
+
+
+@case("train-config-not-utf8", "config.yaml:2")
+def _(work):
+    (work / "config.yaml").write_bytes(b"method: lingualift\nstage: \xff\n")
+    return ["train", str(work / "config.yaml")]
+
+
+# ------------------------------------------------------------------ train: data and model (tiny models load)
+
+
+@case("train-encoder-max-length-beyond-positions", "encoder_max_length")
+def _(work):
+    return ["train", str(train_yaml(work, model={"encoder_max_length": 100_000}))]
+
+
+@case("train-empty-data", "train.jsonl")
+def _(work):
+    (work / "train.jsonl").write_text("")
+    return ["train", str(train_yaml(work))]
+
+
+@case("train-data-not-utf8", "train.jsonl:2")
+def _(work):
+    write_instructions(work / "train.jsonl", repeat=1)
+    with open(work / "train.jsonl", "ab") as handle:
+        handle.write(b'{"question": "caf\xe9", "answer": "1"}\n')
+    lines = (work / "train.jsonl").read_bytes().splitlines(keepends=True)
+    (work / "train.jsonl").write_bytes(lines[0] + lines[-1])
+    return ["train", str(train_yaml(work))]
+
+
+@case("train-data-malformed-json", "train.jsonl:2")
+def _(work):
+    (work / "train.jsonl").write_text('{"question": "a", "answer": "1"}\n{"question": \n', encoding="utf-8")
+    return ["train", str(train_yaml(work))]
+
+
+@case("train-data-not-an-object", "train.jsonl:1")
+def _(work):
+    (work / "train.jsonl").write_text("[1, 2]\n", encoding="utf-8")
+    return ["train", str(train_yaml(work))]
+
+
+@case("train-data-missing-answer", "train.jsonl:1")
+def _(work):
+    (work / "train.jsonl").write_text('{"question": "a"}\n', encoding="utf-8")
+    return ["train", str(train_yaml(work))]
+
+
+@case("train-output-dir-is-a-file", "out-file")
+def _(work):
+    (work / "out-file").write_text("not a folder")
+    return ["train", str(train_yaml(work, training={"output_dir": str(work / "out-file")}))]
+
+
+@case("train-output-dir-below-a-file", "out-file")
+def _(work):
+    (work / "out-file").write_text("not a folder")
+    return ["train", str(train_yaml(work, training={"output_dir": str(work / "out-file" / "run")}))]
+
+
+@case("train-unknown-trainable-group", "model.trainable")
+def _(work):
+    return ["train", str(train_yaml(work, model={"trainable": ["bogus"]}))]
+
+
+@case("train-unknown-lr-group", "training.lr_groups")
+def _(work):
+    return ["train", str(train_yaml(work, training={"lr_groups": {"bogus": 1e-3}}))]
+
+
+@case("train-resume-not-a-checkpoint", "training.resume_from_checkpoint")
+def _(work):
+    (work / "empty-step").mkdir()
+    return ["train", str(train_yaml(work, training={"resume_from_checkpoint": str(work / "empty-step")}))]
+
+
+@case("train-resume-truncated-state", "state.pt")
+def _(work):
+    step = work / "lingualift-align" / "checkpoints" / "step-1"
+    step.mkdir(parents=True)
+    (step / "trainer_state.json").write_text(json.dumps({"step": 1, "total_steps": 2}))
+    from safetensors.torch import save_file
+    import torch
+
+    save_file({}, step / "trainable.safetensors")
+    torch.save({"optimizer": {}, "scheduler": {}, "rng": torch.get_rng_state()}, step / "state.pt")
+    (step / "state.pt").write_bytes((step / "state.pt").read_bytes()[:40])
+    return ["train", str(train_yaml(work, training={"resume_from_checkpoint": "latest"}))]
+
+
+# ------------------------------------------------------------------ generate
+
+for flags, place in [
+    (["--batch-size", "0"], "--batch-size"),
+    (["--batch-size", "-2"], "--batch-size"),
+    (["--max-new-tokens", "0"], "--max-new-tokens"),
+    (["--sample", "--temperature", "0"], "--temperature"),
+    (["--temperature", "nan"], "--temperature"),
+    (["--top-p", "1.5"], "--top-p"),
+    (["--top-p", "0"], "--top-p"),
+]:
+    case(f"generate-{'-'.join(flags)}", place)(lambda work, flags=flags: ["generate", "--model", "tiny-llama", "q?",
+                                                                           *flags])
+
+
+@case("generate-no-questions", "no questions given")
+def _(work):
+    return ["generate", "--model", "tiny-llama"]
+
+
+@case("generate-missing-model-dir", "no-such-model")
+def _(work):
+    return ["generate", "--model", str(work / "no-such-model"), "q?"]
+
+
+@case("generate-truncated-alignment", "alignment.safetensors")
+def _(work):
+    final = saved_checkpoint(work)
+    data = (final / "alignment.safetensors").read_bytes()
+    (final / "alignment.safetensors").write_bytes(data[: len(data) // 2])
+    return ["generate", "--model", str(final), "q?"]
+
+
+@case("generate-alignment-wrong-shape", "alignment.safetensors")
+def _(work):
+    from safetensors.torch import save_file
+    import torch
+
+    final = saved_checkpoint(work)
+    save_file({"weight": torch.zeros(2, 2)}, final / "alignment.safetensors")
+    return ["generate", "--model", str(final), "q?"]
+
+
+# ------------------------------------------------------------------ eval
+
+EVAL = ["eval", "--model", "tiny-llama", "--offline", "--no-progress", "--max-new-tokens", "2", "--bootstrap", "10"]
+
+for flags, place in [
+    (["--tasks", ""], "--tasks"),
+    (["--tasks", ","], "--tasks"),
+    (["--tasks", "bogus"], "unknown task 'bogus'"),
+    (["--langs", "xx"], "task mgsm has none of the languages"),
+    (["--limit", "0"], "--limit"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--max-new-tokens", "0"], "--max-new-tokens"),
+    (["--bootstrap", "0"], "--bootstrap"),
+    (["--temperature", "-1"], "--temperature"),
+    (["--top-p", "0"], "--top-p"),
+]:
+    case(f"eval-{'-'.join(flags) or 'empty'}", place)(
+        lambda work, flags=flags: [*EVAL, "--data-dir", str(mgsm_data(work)), "--langs", "de", "--out",
+                                   str(work / "run"), *flags])
+
+
+@case("eval-mgsm-not-utf8", "mgsm_de.tsv:2")
+def _(work):
+    data = mgsm_data(work, rows=b"Tom has 1 pen?\t1\nTom h\xe4t 2?\t2\n")
+    return [*EVAL, "--data-dir", str(data), "--tasks", "mgsm", "--langs", "de", "--out", str(work / "run")]
+
+
+@case("eval-mgsm-three-fields", "mgsm_de.tsv:1")
+def _(work):
+    data = mgsm_data(work, rows=b"a\tb\t3\n")
+    return [*EVAL, "--data-dir", str(data), "--langs", "de", "--out", str(work / "run")]
+
+
+@case("eval-mgsm-answer-not-a-number", "mgsm_de.tsv:2")
+def _(work):
+    data = mgsm_data(work, rows=b"Tom has 1 pen?\t1\nTom has 2?\ttwo\n")
+    return [*EVAL, "--data-dir", str(data), "--langs", "de", "--out", str(work / "run")]
+
+
+@case("eval-mgsm-empty", "mgsm_de.tsv")
+def _(work):
+    data = mgsm_data(work, rows=b"")
+    return [*EVAL, "--data-dir", str(data), "--langs", "de", "--out", str(work / "run")]
+
+
+@case("eval-data-missing-offline", "mgsm_fr.tsv")
+def _(work):
+    return [*EVAL, "--data-dir", str(mgsm_data(work)), "--langs", "fr", "--out", str(work / "run")]
+
+
+@case("eval-mmwp-malformed-json", "test_de.json")
+def _(work):
+    data = mgsm_data(work)
+    (data / "mmwp").mkdir()
+    (data / "mmwp" / "test_de.json").write_text("[{", encoding="utf-8")
+    return [*EVAL, "--data-dir", str(data), "--tasks", "mmwp", "--langs", "de", "--out", str(work / "run")]
+
+
+@case("eval-mmwp-missing-field", "test_de.json")
+def _(work):
+    data = mgsm_data(work)
+    (data / "mmwp").mkdir()
+    (data / "mmwp" / "test_de.json").write_text('[{"question": "a"}]', encoding="utf-8")
+    return [*EVAL, "--data-dir", str(data), "--tasks", "mmwp", "--langs", "de", "--out", str(work / "run")]
+
+
+@case("eval-out-is-a-file", "run-file")
+def _(work):
+    (work / "run-file").write_text("x")
+    return [*EVAL, "--data-dir", str(mgsm_data(work)), "--langs", "de", "--limit", "1", "--out", str(work / "run-file")]
+
+
+@case("eval-out-other-model", "run.json")
+def _(work):
+    run = work / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"model": "other", "model_id": {"spec": "other"},
+                                              "prompt_template": "x", "generation": {}}))
+    return [*EVAL, "--data-dir", str(mgsm_data(work)), "--langs", "de", "--limit", "1", "--out", str(run)]
+
+
+@case("eval-missing-model-dir", "no-such-model")
+def _(work):
+    return ["eval", "--model", str(work / "no-such-model"), "--offline", "--data-dir", str(mgsm_data(work)),
+            "--langs", "de", "--out", str(work / "run")]
+
+
+# ------------------------------------------------------------------ score
+
+
+def prediction_file(work: Path, lines: list[bytes]) -> Path:
+    path = work / "pred.jsonl"
+    path.write_bytes(b"".join(lines))
+    return path
+
+
+GOOD = json.dumps({"id": "de-0", "task": "mgsm", "lang": "de", "output": "The answer is 3", "gold": "3",
+                   "extracted": "3", "correct": True}).encode() + b"\n"
+NO_OUTPUT = json.dumps({"id": "de-1", "task": "mgsm", "lang": "de", "gold": "3"}).encode() + b"\n"
+
+case("score-record-without-output", "pred.jsonl:2")(
+    lambda work: ["score", str(prediction_file(work, [GOOD, NO_OUTPUT]))])
+case("score-dry-run-without-output-and-truncated", "pred.jsonl:2")(
+    lambda work: ["score", "--dry-run", str(prediction_file(work, [GOOD, NO_OUTPUT, b'{"id": "de-2", "tas']))])
+case("score-malformed-line", "pred.jsonl:2")(
+    lambda work: ["score", str(prediction_file(work, [GOOD, b"{not json}\n"]))])
+case("score-record-without-id", "pred.jsonl:1")(
+    lambda work: ["score", str(prediction_file(work, [b'{"task": "mgsm"}\n']))])
+case("score-unknown-task", "pred.jsonl")(
+    lambda work: ["score", str(prediction_file(work, [GOOD.replace(b'"mgsm"', b'"bogus"')]))])
+case("score-missing-file", "nope.jsonl")(lambda work: ["score", str(work / "nope.jsonl")])
+case("score-not-a-run-dir", "empty-dir")(lambda work: (work / "empty-dir").mkdir() or ["score", str(work / "empty-dir")])
+case("score-bootstrap-0", "--bootstrap")(
+    lambda work: ["score", "--bootstrap", "0", str(prediction_file(work, [GOOD]))])
+
+
+# ------------------------------------------------------------------ codeswitch
+
+
+def cs(work: Path, *extra: str, input_text: str | bytes | None = None, lexicon: str | None = None) -> list[str]:
+    source = work / "in.jsonl"
+    if input_text is None:
+        write_instructions(source, repeat=1)
+    else:
+        source.write_bytes(input_text if isinstance(input_text, bytes) else input_text.encode())
+    (work / "en-de.tsv").write_text(lexicon if lexicon is not None else "apples\täpfel\n", encoding="utf-8")
+    argv = ["codeswitch", "--input", str(source), "--output", str(work / "out.jsonl"),
+            "--lexicons", f"de={work / 'en-de.tsv'}"]
+    return argv + list(extra)
+
+
+def _replace(argv: list[str], flag: str, value: str) -> list[str]:
+    argv = list(argv)
+    argv[argv.index(flag) + 1] = value
+    return argv
+
+
+case("codeswitch-empty-input", "in.jsonl")(lambda work: cs(work, input_text=""))
+case("codeswitch-input-not-utf8", "in.jsonl:1")(lambda work: cs(work, input_text=b'{"question": "\xff"}\n'))
+case("codeswitch-input-malformed", "in.jsonl:1")(lambda work: cs(work, input_text="{oops\n"))
+case("codeswitch-input-missing-question", "in.jsonl:1")(lambda work: cs(work, input_text='{"answer": "1"}\n'))
+case("codeswitch-missing-input", "in.jsonl")(
+    lambda work: _replace(cs(work), "--input", str(work / "missing" / "in.jsonl")))
+case("codeswitch-ratio-1.5", "ratio")(lambda work: cs(work, "--ratio", "1.5"))
+case("codeswitch-ratio-negative", "ratio")(lambda work: cs(work, "--ratio", "-0.5"))
+case("codeswitch-lexicons-no-equals", "--lexicons")(lambda work: _replace(cs(work), "--lexicons", "de"))
+case("codeswitch-lexicon-missing", "nowhere.tsv")(
+    lambda work: _replace(cs(work), "--lexicons", f"de={work / 'nowhere.tsv'}"))
+case("codeswitch-lexicon-malformed", "en-de.tsv:1")(lambda work: cs(work, lexicon="only-one-column\n"))
+case("codeswitch-lexicon-bad-rank", "en-de.tsv:1")(lambda work: cs(work, lexicon="a\tb\tfirst\n"))
+case("codeswitch-weights-negative", "weights")(lambda work: cs(work, "--weights", "de=-1"))
+case("codeswitch-weights-not-a-number", "--weights")(lambda work: cs(work, "--weights", "de=heavy"))
+case("codeswitch-output-below-a-file", "blocker")(
+    lambda work: (work / "blocker").write_text("x") and _replace(cs(work), "--output", str(work / "blocker" / "o.jsonl")))
+
+
+def _disk_full(monkeypatch):
+    from lingualift import io as lio
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(lio.os, "fsync", full)
+
+
+case("codeswitch-disk-full", "out.jsonl", patch=_disk_full)(lambda work: cs(work))
+
+
+# ------------------------------------------------------------------ lexicon
+
+case("lexicon-show-missing", "nope.tsv")(lambda work: ["lexicon", "show", str(work / "nope.tsv")])
+case("lexicon-show-malformed-tsv", "en-de.tsv:2")(
+    lambda work: (work / "en-de.tsv").write_text("a\tb\nbroken\n") and ["lexicon", "show", str(work / "en-de.tsv")])
+case("lexicon-show-malformed-muse", "en-de.txt:1")(
+    lambda work: (work / "en-de.txt").write_text("three words here\n") and ["lexicon", "show", str(work / "en-de.txt")])
+case("lexicon-show-not-utf8", "en-de.tsv:1")(
+    lambda work: (work / "en-de.tsv").write_bytes(b"a\t\xff\n") and ["lexicon", "show", str(work / "en-de.tsv")])
+case("lexicon-eval-missing-lexicon", "nope.tsv")(
+    lambda work: ["lexicon", "eval", "--lexicon", str(work / "nope.tsv"), "--reference", str(work / "nope2.tsv")])
+case("lexicon-induce-empty-langs", "--langs")(
+    lambda work: ["lexicon", "induce", "--langs", ",", "--out", str(work / "lex")])
+case("lexicon-induce-words-0", "--words")(
+    lambda work: ["lexicon", "induce", "--langs", "de", "--words", "0", "--out", str(work / "lex")])
+
+
+# ------------------------------------------------------------------ diagnose, assets, bench
+
+for flags, place in [(["--limit", "0"], "--limit"), (["--batch-size", "0"], "--batch-size"),
+                     (["--retrieval-limit", "0"], "--retrieval-limit")]:
+    case(f"diagnose-{'-'.join(flags)}", place)(
+        lambda work, flags=flags: ["diagnose", "--model", "tiny-llama", "--out", str(work / "diag"), *flags])
+
+case("assets-unknown", "unknown asset")(lambda work: ["assets", "bogus-model"])
+case("bench-unknown-stage", "--stages")(
+    lambda work: ["bench", "--stages", "bogus", "--output", str(work / "bench"), "--device", "cpu"])
+case("bench-batch-size-0", "--batch-size")(
+    lambda work: ["bench", "--batch-size", "0", "--output", str(work / "bench"), "--device", "cpu"])
+case("bench-layers-without-paper-shapes", "--layers")(
+    lambda work: ["bench", "--layers", "2", "--output", str(work / "bench"), "--device", "cpu"])
+
+
+# ------------------------------------------------------------------ pipeline
+
+
+def pipe(work: Path, *extra: str, out: Path | None = None) -> list[str]:
+    from test_pipeline import write_data
+
+    data = work / "data"
+    if not data.exists():
+        write_data(data)
+    return ["pipeline", str(TINY_PIPELINE), "--data-dir", str(data), "--output-dir", str(out or work / "out"),
+            "--no-progress", *extra]
+
+
+for override, place in [
+    ("bogus=1", "bogus"),
+    ("threads=0", "threads"),
+    ("evaluation.batch_size=0", "evaluation.batch_size"),
+    ("evaluation.mgsm.limit=0", "evaluation.mgsm.limit"),
+    ("data.stage1_examples=0", "data.stage1_examples"),
+    ("stage1.training.max_steps=0", "training.max_steps"),
+    ("stage1.training.log_every=0", "training.log_every"),
+    ("stage1.training.learning_rate=-1", "training.learning_rate"),
+    ("stage2.model.llm=tiny-llama", "stage2.model.llm"),
+    ("lexicons.languages=[]", "lexicons.languages"),
+    ("diagnose.reference_llm=maybe", "diagnose.reference_llm"),
+]:
+    case(f"pipeline-set-{override}", place)(lambda work, override=override: pipe(work, "--set", override))
+
+
+@case("pipeline-foreign-output-dir", "was not made by the pipeline")
+def _(work):
+    (work / "project").mkdir()
+    (work / "project" / "config.yaml").write_text("mine: true\n")
+    return pipe(work, out=work / "project")
+
+
+@case("pipeline-output-dir-is-a-file", "out-file")
+def _(work):
+    (work / "out-file").write_text("x")
+    return pipe(work, out=work / "out-file")
+
+
+@case("pipeline-config-not-found", "nope.yaml")
+def _(work):
+    return ["pipeline", str(work / "nope.yaml"), "--output-dir", str(work / "out")]
+
+
+@case("pipeline-data-dir-missing", "data directory not found")
+def _(work):
+    return ["pipeline", str(TINY_PIPELINE), "--data-dir", str(work / "nodata"), "--output-dir", str(work / "out")]
+
+
+@case("pipeline-data-dir-incomplete", "lacks mgsm")
+def _(work):
+    argv = pipe(work)
+    os.remove(work / "data" / "mgsm" / "mgsm_de.tsv")
+    return argv
+
+
+# ------------------------------------------------------------------ the runner
+
+
+def snapshot(root: Path) -> dict:
+    return {p.relative_to(root).as_posix(): (p.stat().st_mode, p.read_bytes() if p.is_file() else None)
+            for p in sorted(root.rglob("*"))}
+
+
+def check_error(rc: int, err: str, place: str) -> None:
+    assert rc == 2, err
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err
+    assert place in errors[0], errors[0]
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """A work folder to snapshot, with the cache and the working directory kept outside it."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("LINGUALIFT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("LINGUALIFT_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    return work
+
+
+def test_there_are_at_least_100_cases():
+    assert len(CASES) >= 100
+    assert len({c.name for c in CASES}) == len(CASES)
+    covered = {c.name.split("-")[0] for c in CASES}
+    assert covered >= {"train", "generate", "lexicon", "codeswitch", "eval", "score", "diagnose", "assets", "bench",
+                       "pipeline"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_is_one_clean_error(case, isolated, monkeypatch, capsys):
+    argv = case.setup(isolated)
+    before = snapshot(isolated)
+    if case.patch:
+        case.patch(monkeypatch)
+    rc = main(argv)
+    err = capsys.readouterr().err
+    monkeypatch.undo()
+    check_error(rc, err, case.place)
+    assert snapshot(isolated) == before, "a file was left behind or changed"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_read_only_output_is_one_clean_error(isolated, capsys):
+    locked = isolated / "locked"
+    locked.mkdir()
+    argv = cs(isolated)
+    argv = _replace(argv, "--output", str(locked / "out.jsonl"))
+    locked.chmod(0o555)
+    try:
+        before = snapshot(isolated)
+        rc = main(argv)
+        check_error(rc, capsys.readouterr().err, str(locked))
+        assert snapshot(isolated) == before
+    finally:
+        locked.chmod(0o755)
+
+
+def test_read_only_file_system_message_names_the_path(isolated, monkeypatch, capsys):
+    """EROFS / EACCES (a read-only mount) as the OS reports it, on any machine (root included)."""
+    from lingualift import io as lio
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(isolated / "out.jsonl"))
+
+    argv = cs(isolated)
+    before = snapshot(isolated)
+    monkeypatch.setattr(lio.tempfile, "mkstemp", read_only)
+    rc = main(argv)
+    monkeypatch.undo()
+    check_error(rc, capsys.readouterr().err, "out.jsonl")
+    assert snapshot(isolated) == before
+
+
+SUBPROCESS_CASES = ["train-set-training.log_every=0", "eval---tasks-", "score-record-without-output",
+                    "codeswitch-input-not-utf8"]
+
+
+@pytest.mark.parametrize("name", SUBPROCESS_CASES)
+def test_bad_input_as_a_real_subprocess(name, isolated):
+    case = next(c for c in CASES if c.name == name)
+    argv = case.setup(isolated)
+    before = snapshot(isolated)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run([sys.executable, "-m", "lingualift", *argv], capture_output=True, text=True, env=env,
+                            stdin=subprocess.DEVNULL, cwd=isolated.parent)
+    check_error(result.returncode, result.stderr, case.place)
+    assert snapshot(isolated) == before
