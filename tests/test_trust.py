@@ -269,19 +269,21 @@ def test_two_checkpoints_both_called_final_are_scored_with_their_own_outputs(tmp
     assert len(list((tmp_path / "runs" / "eval").iterdir())) == 2
 
 
-def test_run_identity_covers_every_generation_setting(tmp_path):
+def test_run_identity_covers_every_generation_setting_and_the_backend(tmp_path):
     from dataclasses import dataclass
 
     from lingualift.evaluation import default_run_dir, run_identity
 
     @dataclass(frozen=True)
-    class WithBackend(GenerationSettings):
-        backend: str = "hf"
+    class WithNewField(GenerationSettings):
+        repetition_penalty: float = 1.0
 
-    generator = FakeGenerator()
-    ids = {default_run_dir(run_identity(generator, s, tmp_path)) for s in
-           (GenerationSettings(), GenerationSettings(max_new_tokens=5), WithBackend(), WithBackend(backend="vllm"))}
-    assert len(ids) == 4
+    hf, vllm = FakeGenerator(), FakeGenerator()
+    vllm.backend = "vllm"
+    ids = {default_run_dir(run_identity(generator, s, tmp_path)) for generator, s in
+           ((hf, GenerationSettings()), (hf, GenerationSettings(max_new_tokens=5)), (hf, WithNewField()),
+            (hf, WithNewField(repetition_penalty=1.2)), (vllm, GenerationSettings()))}
+    assert len(ids) == 5
 
 
 def test_concurrent_evaluations_into_one_folder_cannot_mix(tmp_path, mgsm_dir):
