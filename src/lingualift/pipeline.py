@@ -635,7 +635,9 @@ class Pipeline:
         if diag["reference_llm"] and self.diag_langs:
             from lingualift.inference import load_generator
 
-            llm = load_generator(_llm_spec(self.config["models"]["llm"]))
+            # The LLM reads the question in the same template the bridge was trained with: a fair reference.
+            template = self.config["stage1"].get("data", {}).get("prompt_template")
+            llm = load_generator(_llm_spec(self.config["models"]["llm"]), prompt_template=template)
             reference = transfer_diagnostic(llm, data_dir=self.data_dir, langs=self.diag_langs, limit=diag["limit"],
                                             batch_size=diag["batch_size"], progress=self.progress)
             write_json(out_dir / "reference_llm.json", reference)
@@ -758,6 +760,34 @@ class PooledGenerator:
 # --------------------------------------------------------------------------------------------------
 
 
+def _headline(transfer: dict | None, reference: dict | None, evaluation: dict, config: dict) -> list[str]:
+    """What this run can show at its scale, first: question content through the soft prompt per language, next
+    to the LLM reading the question itself; then the accuracy sample in context."""
+    lines = ["## What this run shows\n"]
+    if transfer:
+        ref_langs = (reference or {}).get("languages", {})
+        content = {l: v["gain"] - v["gain_mismatched"] for l, v in transfer["languages"].items()}
+        shown = ", ".join(f"{l} {c:+.2f}" + (f" (LLM reading it: {ref_langs[l]['gain'] - ref_langs[l]['gain_mismatched']:+.2f})"
+                                             if l in ref_langs else "") for l, c in content.items())
+        lines.append(
+            "**Question content through the soft prompt** (teacher-forced, "
+            f"{transfer['n_items']} MGSM items per language): how much more likely the English worked solution "
+            "becomes with the right question than with another item's, in nats/token (0 = no content; "
+            f"details in *Transfer diagnostic* below): {shown}.\n")
+    else:
+        lines.append("The transfer diagnostic did not run (`diagnose.languages: none`).\n")
+    if evaluation.get("tasks"):
+        overall = ", ".join(f"{name} {task['overall']['accuracy'] * 100:.1f}%" for name, task in evaluation["tasks"].items())
+        lines.append(
+            f"**Accuracy** ({overall}) comes from a small sample — the first "
+            f"{config['evaluation']['mgsm']['limit']} MGSM / {config['evaluation']['mmwp']['limit']} MMWP problems per "
+            f"language, up to {config['evaluation']['max_new_tokens']} new tokens — of an LLM that may not solve these "
+            "problems even in English: it checks that the whole chain runs, not whether the method works. The measured "
+            "comparison of methods is `experiments/qwen05b/` (Qwen2.5-Coder-0.5B-Instruct; "
+            "`configs/pipeline/qwen05b.yaml` runs this pipeline on it).\n")
+    return lines
+
+
 def _fmt(value, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -774,6 +804,7 @@ def write_pipeline_report(pipeline: Pipeline) -> dict[str, Path]:
     seconds = {name: phases.get(name, {}).get("seconds") for name in PHASES}
     total = sum(v for v in seconds.values() if v)
 
+    transfer = diagnosis.get("transfer")
     parts = [
         "# LinguaLIFT pipeline report\n",
         f"lingualift {__version__}; written {datetime.now(timezone.utc).isoformat(timespec='seconds')}; "
@@ -781,6 +812,7 @@ def write_pipeline_report(pipeline: Pipeline) -> dict[str, Path]:
         f"- data directory: `{pipeline.data_dir}` ({pipeline.data_dir_origin})",
         f"- models: encoder `{config['models']['encoder']}`, LLM `{config['models']['llm']}`",
         f"- output directory: `{out}`\n",
+        *_headline(transfer, reference, evaluation, config),
         "## Phases and timings\n",
         "Seconds: wall-clock time of the run that computed each phase (a reused phase keeps its time; the "
         "report's own time is recorded in `pipeline_state.json`).\n",
@@ -851,7 +883,6 @@ def write_pipeline_report(pipeline: Pipeline) -> dict[str, Path]:
             parts.append(f"\n### {name} per language\n\n"
                          + markdown_table(["tier", "language", "n", "accuracy", "95% CI"], rows))
 
-    transfer = diagnosis.get("transfer")
     if transfer:
         parts.append("\n## Transfer diagnostic\n")
         parts.append(
