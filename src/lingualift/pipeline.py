@@ -765,15 +765,22 @@ def _headline(transfer: dict | None, reference: dict | None, evaluation: dict, c
     to the LLM reading the question itself; then the accuracy sample in context."""
     lines = ["## What this run shows\n"]
     if transfer:
+        from lingualift.report import markdown_table, order_by_tier
+
         ref_langs = (reference or {}).get("languages", {})
-        content = {l: v["gain"] - v["gain_mismatched"] for l, v in transfer["languages"].items()}
-        shown = ", ".join(f"{l} {c:+.2f}" + (f" (LLM reading it: {ref_langs[l]['gain'] - ref_langs[l]['gain_mismatched']:+.2f})"
-                                             if l in ref_langs else "") for l, c in content.items())
+
+        def content(entry: dict) -> str:
+            return f"{entry['gain'] - entry['gain_mismatched']:+.3f}"
+
         lines.append(
-            "**Question content through the soft prompt** (teacher-forced, "
+            "**Question content** (teacher-forced, "
             f"{transfer['n_items']} MGSM items per language): how much more likely the English worked solution "
-            "becomes with the right question than with another item's, in nats/token (0 = no content; "
-            f"details in *Transfer diagnostic* below): {shown}.\n")
+            "becomes with the right question than with another item's, in nats/token (0 = no content; details "
+            "in *Transfer diagnostic* below), through the soft prompt and for the LLM reading the question "
+            "itself" + ("" if reference else " (not measured: `diagnose.reference_llm: false`)") + ".\n")
+        rows = [[v["tier"], l, content(v), content(ref_langs[l]) if l in ref_langs else "–"]
+                for l, v in ((l, transfer["languages"][l]) for l in order_by_tier(list(transfer["languages"])))]
+        lines.append(markdown_table(["tier", "language", "soft prompt", "LLM reading the question"], rows) + "\n")
     else:
         lines.append("The transfer diagnostic did not run (`diagnose.languages: none`).\n")
     if evaluation.get("tasks"):
