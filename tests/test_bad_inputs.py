@@ -515,6 +515,7 @@ for override, place in [
     ("stage2.model.llm=tiny-llama", "stage2.model.llm"),
     ("lexicons.languages=[]", "lexicons.languages"),
     ("diagnose.reference_llm=maybe", "diagnose.reference_llm"),
+    ("evaluation.backend=tgi", "evaluation.backend"),
 ]:
     case(f"pipeline-set-{override}", place)(lambda work, override=override: pipe(work, "--set", override))
 

@@ -76,6 +76,7 @@ DEFAULTS: dict[str, Any] = {
         "mmwp": {"languages": "all", "limit": 2},
         "max_new_tokens": 128,
         "batch_size": 16,
+        "backend": "hf",  # hf | vllm (decoding engine; vllm needs its own environment, scripts/vllm_env.sh)
         "bootstrap": 1000,
     },
     "diagnose": {
@@ -164,6 +165,11 @@ def _check(config: dict, source: str) -> None:
             positive(f"evaluation.{task}.limit", section["limit"])
     for key in ("max_new_tokens", "batch_size", "bootstrap"):
         positive(f"evaluation.{key}", config["evaluation"][key])
+    from lingualift.inference import BACKENDS
+
+    if config["evaluation"]["backend"] not in BACKENDS:
+        raise LinguaLiftError(f"{source}: evaluation.backend: must be one of {', '.join(BACKENDS)}, "
+                              f"got {config['evaluation']['backend']!r}")
     diag = config["diagnose"]
     _languages(diag["languages"], MGSM_LANGUAGES, f"{source}: diagnose.languages", allow_none=True)
     _languages(diag["retrieval_languages"], MMWP_LANGUAGES, f"{source}: diagnose.retrieval_languages",
@@ -579,10 +585,10 @@ class Pipeline:
         }
 
     # evaluation ---------------------------------------------------------------------------------
-    def _generator(self):
+    def _generator(self, backend: str = "hf"):
         from lingualift.inference import load_generator
 
-        return load_generator(str(self.run_dir("stage2") / "final"))
+        return load_generator(str(self.run_dir("stage2") / "final"), backend=backend)
 
     def _run_evaluate(self) -> dict:
         from lingualift.evaluation import GenerationSettings, evaluate, predictions_path, read_done
@@ -596,7 +602,7 @@ class Pipeline:
                  for name, langs in (("mgsm", self.mgsm_langs), ("mmwp", self.mmwp_langs)) if langs]
         if not plans:
             return {"tasks": {}}
-        generator = self._generator()
+        generator = self._generator(backend=ev["backend"])
         # Generate every pending question in one pooled, length-sorted pass (large batches use the CPU far
         # better than a few questions per language); `evaluate` then reads the outputs from the pool.
         pending = []
