@@ -160,9 +160,12 @@ class CausalLMCollator(_TargetTokens):
         self.llm_prefix, self.llm_suffix = llm_prefix, llm_suffix
         self.max_length = max_length
 
+    def prompt_text(self, prompt: str) -> str:
+        """The text the LLM reads for a templated prompt (before any leading special ids)."""
+        return f"{self.llm_prefix}{prompt}{self.llm_suffix}"
+
     def prompt_ids(self, prompt: str) -> list[int]:
-        text = f"{self.llm_prefix}{prompt}{self.llm_suffix}"
-        return self.prefix + self.llm_tokenizer(text, add_special_tokens=False).input_ids[-self.max_length:]
+        return self.prefix + self.llm_tokenizer(self.prompt_text(prompt), add_special_tokens=False).input_ids[-self.max_length:]
 
     def __call__(self, examples: Sequence[Example], left_pad: bool = False) -> dict[str, torch.Tensor]:
         prompts = [self.prompt_ids(example.prompt) for example in examples]

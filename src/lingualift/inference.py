@@ -20,7 +20,7 @@ from lingualift import components
 from lingualift.data import BridgeCollator, CausalLMCollator, Example
 from lingualift.errors import LinguaLiftError
 from lingualift.modeling import LinguaLiftModel, is_lingualift_checkpoint, target_window
-from lingualift.prompts import chat_template_affixes, format_prompt, resolve_template, uses_chat_template
+from lingualift.prompts import format_prompt, llm_affixes, resolve_template
 
 logger = logging.getLogger(__name__)
 
@@ -114,9 +114,9 @@ class BridgeGenerator(_GeneratorBase):
 
     def __init__(self, model: LinguaLiftModel, *, prompt_template=None, name="lingualift", device=None):
         template = prompt_template or model.config.prompt_template
-        collator = BridgeCollator.for_model(model)
-        if uses_chat_template(template):
-            collator = BridgeCollator.for_model(model, llm_affixes=chat_template_affixes(model.llm_tokenizer))
+        config = model.config
+        affixes = llm_affixes(model.llm_tokenizer, template, config.llm_prefix, config.llm_suffix)
+        collator = BridgeCollator.for_model(model, llm_affixes=affixes)
         super().__init__(model, collator, model.llm_tokenizer, template, name, device)
 
     def rendered_prompt(self, question: str) -> str:
@@ -155,13 +155,12 @@ class CausalLMGenerator(_GeneratorBase):
                  llm_suffix=""):
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        if uses_chat_template(prompt_template):
-            llm_prefix, llm_suffix = chat_template_affixes(tokenizer)
+        llm_prefix, llm_suffix = llm_affixes(tokenizer, prompt_template, llm_prefix, llm_suffix)
         collator = CausalLMCollator(tokenizer, llm_prefix=llm_prefix, llm_suffix=llm_suffix)
         super().__init__(model, collator, tokenizer, prompt_template, name, device)
 
     def rendered_prompt(self, question: str) -> str:
-        return f"{self.collator.llm_prefix}{format_prompt(self.prompt_template, question)}{self.collator.llm_suffix}"
+        return self.collator.prompt_text(format_prompt(self.prompt_template, question))
 
     def _collate(self, examples, left_pad: bool) -> dict:
         return self.collator(examples, left_pad=left_pad)

@@ -52,6 +52,12 @@ def uses_chat_template(template: str | None) -> bool:
     return template == CHAT_TEMPLATE
 
 
+def llm_affixes(tokenizer, template: str | None, prefix: str = "", suffix: str = "") -> tuple[str, str]:
+    """The LLM's text around the prompt (or soft prompt): its chat template's user turn for `chat`, else the
+    given affixes."""
+    return chat_template_affixes(tokenizer) if uses_chat_template(template) else (prefix, suffix)
+
+
 def chat_template_affixes(tokenizer) -> tuple[str, str]:
     """Text before and after the user message in the LLM's chat template (generation prompt included)."""
     if not getattr(tokenizer, "chat_template", None):

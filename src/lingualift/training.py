@@ -38,7 +38,7 @@ from lingualift.errors import LinguaLiftError
 from lingualift.inference import RUN_METADATA
 from lingualift.io import atomic_write, read_json, write_json
 from lingualift.modeling import LinguaLiftModel
-from lingualift.prompts import chat_template_affixes, uses_chat_template
+from lingualift.prompts import CHAT_TEMPLATE, llm_affixes
 from lingualift.stages import apply_freeze_policy, policy_for
 from lingualift.warmstart import lexical_warm_start
 
@@ -120,9 +120,8 @@ def build_model(config: TrainConfig, stage: str):
 
 def _affixes(config: TrainConfig, tokenizer) -> tuple[str, str]:
     """LLM text around the prompt (sft) or the soft prompt (bridge): the chat template's user turn when asked."""
-    if config.model.chat_template or uses_chat_template(config.data.prompt_template):
-        return chat_template_affixes(tokenizer)
-    return config.model.llm_prefix, config.model.llm_suffix
+    template = CHAT_TEMPLATE if config.model.chat_template else config.data.prompt_template
+    return llm_affixes(tokenizer, template, config.model.llm_prefix, config.model.llm_suffix)
 
 
 def load_training_examples(config: TrainConfig, prompt_template: str):

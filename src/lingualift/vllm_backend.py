@@ -176,7 +176,7 @@ class VLLMGenerator:
     def _prepare_causal(self, prompt_template) -> tuple[Path | str, Path | str]:
         """Token prompts: the tokenizer and collator of the HF path, no torch model."""
         from lingualift.data import CausalLMCollator
-        from lingualift.prompts import chat_template_affixes, resolve_template, uses_chat_template
+        from lingualift.prompts import llm_affixes, resolve_template
 
         metadata = _read_metadata(self.spec)
         llm_dir = self._plain_dir(self.spec)
@@ -186,9 +186,7 @@ class VLLMGenerator:
         self.bridge = False
         self.tokenizer = tokenizer
         template = prompt_template or metadata.get("prompt_template")
-        prefix, suffix = metadata.get("llm_prefix", ""), metadata.get("llm_suffix", "")
-        if uses_chat_template(template):
-            prefix, suffix = chat_template_affixes(tokenizer)
+        prefix, suffix = llm_affixes(tokenizer, template, metadata.get("llm_prefix", ""), metadata.get("llm_suffix", ""))
         self.collator = CausalLMCollator(tokenizer, llm_prefix=prefix, llm_suffix=suffix)
         self._torch_side_template = resolve_template(template)
         return llm_dir, llm_dir
@@ -215,7 +213,7 @@ class VLLMGenerator:
             return self.torch_side.rendered_prompt(question)
         from lingualift.prompts import format_prompt
 
-        return f"{self.collator.llm_prefix}{format_prompt(self.prompt_template, question)}{self.collator.llm_suffix}"
+        return self.collator.prompt_text(format_prompt(self.prompt_template, question))
 
     # ------------------------------------------------------------------ inputs
     def prompts(self, questions: Sequence[str], batch_size: int = 16) -> list[dict]:
