@@ -6,12 +6,14 @@
 #   nohup bash experiments/qwen05b/run.sh templates > experiments/qwen05b/results/templates.log 2>&1 &
 #   nohup bash experiments/qwen05b/run.sh all       > experiments/qwen05b/results/run.log 2>&1 &
 # Checkpoints and raw predictions go to runs/qwen05b/ (git-ignored); small results to experiments/qwen05b/results/.
-# BACKEND=vllm evaluates through the vLLM backend (scripts/vllm_env.sh) when it is installed.
+# BACKEND=vllm evaluates through the vLLM backend (scripts/vllm_env.sh), e.g.
+#   BACKEND=vllm EVAL_LL="env PYTHONPATH=src .venv-vllm/bin/lingualift" bash experiments/qwen05b/run.sh main
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PY=${PY:-.venv/bin/python}
-LL=${LL:-.venv/bin/lingualift}
+LL=${LL:-.venv/bin/lingualift}              # trains, diagnoses
+EVAL_LL=${EVAL_LL:-$LL}                     # evaluates (the vLLM environment's lingualift with BACKEND=vllm)
 DATA=${LINGUALIFT_DATA_DIR:-../shared/data}
 E=experiments/qwen05b
 R=$E/results
@@ -77,7 +79,7 @@ evaluate_model() {  # $1 = model, $2 = name, rest = extra `lingualift eval` flag
   local model=$1 name=$2; shift 2
   if [ -f "$R/eval_$name.json" ]; then stamp "eval $name: done"; return; fi
   stamp "eval $name"
-  $LL eval --model "$model" --tasks mgsm,mmwp --langs "$LANGS" --limit "$LIMIT" --max-new-tokens "$MAX_NEW_TOKENS" \
+  $EVAL_LL eval --model "$model" --tasks mgsm,mmwp --langs "$LANGS" --limit "$LIMIT" --max-new-tokens "$MAX_NEW_TOKENS" \
     --batch-size "$BATCH" --data-dir "$DATA" --offline --no-progress --out "$RUNS/eval/$name" \
     $( [ "$BACKEND" != hf ] && echo "--backend $BACKEND" ) "$@" > "$R/eval_$name.log" 2>&1
   cp "$RUNS/eval/$name/results.json" "$R/eval_$name.json"
