@@ -9,10 +9,10 @@ Sub-checks (each in its own process, with its own time box, so one that fails, h
 memory is recorded and the others still run; the whole run has a hard overall budget):
 
 - `env`: versions, GPU, and whether lingualift's import-time dependencies are present (pyyaml, tqdm).
-- `stage1`, `stage2-lora`, `stage2-full`: `lingualift.bench` training steps at the paper's shapes
+- `stage1`, `stage2-lora`, `stage2-full`: `lingualift.tools.bench` training steps at the paper's shapes
   (random Llama-2-7B-shaped LLM, mT5-xl-shaped encoder, bf16, gradient checkpointing): tokens/s, MFU,
   peak memory. Target: stage-2 MFU >= 40% (LoRA or full).
-- `eval`: bf16 generation (`lingualift.bench.bench_generation`) at batch 1 and 32: tokens/s, peak memory.
+- `eval`: bf16 generation (`lingualift.tools.bench.bench_generation`) at batch 1 and 32: tokens/s, peak memory.
   Target: within 24 GiB.
 - `invariance`: an example's greedy tokens alone vs inside a left-padded batch (bf16, SDPA), with an fp32
   control on the same weights. Target: identical.
@@ -48,9 +48,9 @@ T0 = float(os.environ.get("GPU_CHECK_T0") or time.time())
 TARGET_MFU = 0.40
 TARGET_EVAL_GIB = 24.0
 REQUIRED = ("torch", "transformers", "accelerate", "peft", "safetensors", "tokenizers", "sentencepiece")
-IMPORTED_BY_LINGUALIFT = {"yaml": "pyyaml (lingualift.config, lingualift.training import it at module level)",
-                          "tqdm": "tqdm (lingualift.bench, lingualift.training, lingualift.inference)",
-                          "numpy": "numpy (lingualift.evaluation; torch / transformers need it too)"}
+IMPORTED_BY_LINGUALIFT = {"yaml": "pyyaml (lingualift.train.config, lingualift.train.loop import it at module level)",
+                          "tqdm": "tqdm (lingualift.tools.bench, lingualift.train.loop, lingualift.inference.generators)",
+                          "numpy": "numpy (lingualift.eval.runner; torch / transformers need it too)"}
 
 
 def say(message: str) -> None:
@@ -105,7 +105,7 @@ def dry_run_patches(settings: Settings):
         return
     import torch
 
-    from lingualift import bench
+    from lingualift.tools import bench
 
     paper_configs, matmul_rate = bench.paper_configs, bench.matmul_rate
 
@@ -143,7 +143,7 @@ STAGE_OF = {"stage1": "align", "stage2-lora": "task-lora", "stage2-full": "task-
 
 
 def _bench_settings(settings: Settings, **overrides):
-    from lingualift.bench import BenchSettings
+    from lingualift.tools.bench import BenchSettings
 
     values = dict(device=settings.device, paper_shapes=True, layers=settings.layers,
                   width_divisor=settings.width_divisor, precision="bf16", gradient_checkpointing=True,
@@ -190,24 +190,24 @@ def check_env(settings: Settings, out: Path) -> dict:
     elif _cuda(settings):
         result["notes"].append("no CUDA device visible: every GPU sub-check will fail")
     result["disk_free_gib"] = shutil.disk_usage(tempfile.gettempdir()).free / 2**30
-    for module in ("lingualift.bench", "lingualift.training", "lingualift.inference"):
+    for module in ("lingualift.tools.bench", "lingualift.train.loop", "lingualift.inference.generators"):
         try:
             importlib.import_module(module)
         except Exception as exc:  # reported, not raised: the summary names what is broken
             result["notes"].append(f"import {module} failed: {type(exc).__name__}: {exc}")
     if torch.cuda.is_available():
-        from lingualift.bench import nominal_peak
+        from lingualift.tools.bench import nominal_peak
 
         result["nominal_peak_tflops"] = (nominal_peak(torch.device("cuda")) or 0) / 1e12 or None
         if result["nominal_peak_tflops"] is None:
-            result["notes"].append("unknown GPU for lingualift.bench.PEAK_BF16_FLOPS: MFU will be missing")
+            result["notes"].append("unknown GPU for lingualift.tools.bench.PEAK_BF16_FLOPS: MFU will be missing")
     result["ok"] = not result["missing"] and not any("failed" in note for note in result["notes"]) and (
         result["cuda_available"] or not _cuda(settings))
     return result
 
 
 def check_train(settings: Settings, out: Path, name: str) -> dict:
-    from lingualift import bench
+    from lingualift.tools import bench
 
     stage = STAGE_OF[name]
     bench_settings = _bench_settings(settings, stages=(stage,))
@@ -229,8 +229,8 @@ def check_train(settings: Settings, out: Path, name: str) -> dict:
 def _paper_model(settings: Settings, encoder_length: int):
     import torch
 
-    from lingualift import bench
-    from lingualift.modeling import LinguaLiftModel
+    from lingualift.tools import bench
+    from lingualift.model.modeling import LinguaLiftModel
 
     bench_settings = _bench_settings(settings)
     with bench.paper_presets(bench_settings, torch.device(settings.device)) as (encoder, llm):
@@ -243,7 +243,7 @@ def check_eval(settings: Settings, out: Path) -> dict:
     own allocator peak). The prompt is truncated to `encoder_length` like the training rows."""
     import torch
 
-    from lingualift import bench
+    from lingualift.tools import bench
 
     cuda = _cuda(settings)
     model, bench_settings = _paper_model(settings, settings.encoder_length)
@@ -272,7 +272,7 @@ def check_eval(settings: Settings, out: Path) -> dict:
 
 
 def _invariance_prompts(count: int) -> list[str]:
-    from lingualift.bench import FILLER
+    from lingualift.tools.bench import FILLER
 
     # Different lengths (so a batch pads them differently) and different starting points.
     return [FILLER[7 * i : 7 * i + 20 + (180 * i) // max(1, count - 1)] for i in range(count)]
@@ -314,7 +314,7 @@ def _compare_alone_batched(model, generator, questions: list[str], new_tokens: i
 def check_invariance(settings: Settings, out: Path) -> dict:
     import torch
 
-    from lingualift.inference import BridgeGenerator
+    from lingualift.inference.generators import BridgeGenerator
 
     model, _ = _paper_model(settings, settings.encoder_length)
     attention = model.llm.config._attn_implementation
@@ -401,7 +401,7 @@ def check_fsdp(settings: Settings, out: Path, deadline: float) -> dict:
 
 
 def _write_fsdp_data(path: Path, count: int) -> None:
-    from lingualift.bench import FILLER
+    from lingualift.tools.bench import FILLER
     from lingualift.io import write_jsonl
 
     write_jsonl(path, ({"question": FILLER[11 * i : 11 * i + 60 + 9 * i],
@@ -455,9 +455,9 @@ def fsdp_worker(part: str, workdir: Path, settings: Settings) -> int:
 def _fsdp_runs(part: str, workdir: Path, settings: Settings) -> int:
     import torch
 
-    from lingualift import bench
-    from lingualift.config import config_from_dict
-    from lingualift.training import Trainer
+    from lingualift.tools import bench
+    from lingualift.train.config import config_from_dict
+    from lingualift.train.loop import Trainer
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bench_settings = _bench_settings(settings, layers=settings.fsdp_layers, width_divisor=settings.fsdp_width_divisor)

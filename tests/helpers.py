@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from lingualift.modeling import LinguaLiftModel
+from lingualift.model.modeling import LinguaLiftModel
 
 QUESTIONS = [
     "Tom has 3 apples and buys 4 more. How many?",

@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from lingualift import assets, cli
+from lingualift.tools import assets, cli
 from lingualift.errors import LinguaLiftError
 
 pytestmark = pytest.mark.assets

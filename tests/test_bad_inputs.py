@@ -25,7 +25,7 @@ from helpers import tiny_config, tiny_model, write_instructions
 from lingualift.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_PIPELINE = REPO / "configs" / "pipeline" / "tiny.yaml"
+TINY_PIPELINE = REPO / "src" / "lingualift" / "configs" / "pipeline" / "tiny.yaml"
 
 
 @dataclass

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lingualift import bench, cli
+from lingualift.tools import bench, cli
 from lingualift.errors import LinguaLiftError
 
 TINY = dict(encoder="tiny-bert", llm="tiny-llama", device="cpu", batch_size=2, encoder_length=8, target_length=6,
@@ -33,8 +33,8 @@ def test_bench_measures_every_stage_and_batch_size(tmp_path):
 
 
 def test_step_flops_count_backward_only_where_gradients_flow():
-    from lingualift.modeling import LinguaLiftModel
-    from lingualift.stages import apply_freeze_policy
+    from lingualift.model.modeling import LinguaLiftModel
+    from lingualift.train.stages import apply_freeze_policy
 
     model = LinguaLiftModel.from_components("tiny-bert", "tiny-llama", "mlp", seed=0)
     flops = {}

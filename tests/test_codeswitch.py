@@ -9,9 +9,9 @@ import re
 import pytest
 
 from lingualift.cli import main
-from lingualift.codeswitch import CodeSwitcher, CodeSwitchSettings, codeswitch_records, match_case
+from lingualift.data.codeswitch import CodeSwitcher, CodeSwitchSettings, codeswitch_records, match_case
 from lingualift.errors import LinguaLiftError
-from lingualift.lexicon import Lexicon, write_tsv
+from lingualift.data.lexicon import Lexicon, write_tsv
 
 VOCAB = ["apple", "apples", "has", "she", "the", "store", "buys", "each", "costs", "how", "many", "dollars",
          "does", "spend", "tom", "week", "more", "than", "half", "of", "them", "are", "red", "green", "boxes"]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from lingualift.components import byte_tokenizer
-from lingualift.data import (BridgeCollator, CausalLMCollator, Example, build_examples, normalize_record,
+from lingualift.model.components import byte_tokenizer
+from lingualift.data.instructions import (BridgeCollator, CausalLMCollator, Example, build_examples, normalize_record,
                              read_instructions)
 from lingualift.errors import LinguaLiftError
 

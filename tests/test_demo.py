@@ -23,11 +23,11 @@ gradio_client = pytest.importorskip("gradio_client", reason="the demo tests need
 from fakes import FakeGenerator  # noqa: E402
 
 from lingualift.cli import main  # noqa: E402
-from lingualift.demo import ModelPool, build_app, launch  # noqa: E402
-from lingualift.evaluation import evaluate  # noqa: E402
-from lingualift.inference import load_generator  # noqa: E402
-from lingualift.report import ci_text, pct, write_eval_report  # noqa: E402
-from lingualift.tasks import get_task, parse_task_langs  # noqa: E402
+from lingualift.tools.demo import ModelPool, build_app, launch  # noqa: E402
+from lingualift.eval.runner import evaluate  # noqa: E402
+from lingualift.inference.generators import load_generator  # noqa: E402
+from lingualift.eval.report import ci_text, pct, write_eval_report  # noqa: E402
+from lingualift.eval.tasks import get_task, parse_task_langs  # noqa: E402
 
 LANGS = ("en", "sw")
 QUESTIONS = {"en": "Tom has {n} apples and buys 4 more. How many apples?",

@@ -9,7 +9,7 @@ import pytest
 from fakes import FakeGenerator
 
 from lingualift.cli import main
-from lingualift.diagnose import diagnose, english_solution, retrieval_accuracy, transfer_diagnostic
+from lingualift.eval.diagnose import diagnose, english_solution, retrieval_accuracy, transfer_diagnostic
 from lingualift.errors import LinguaLiftError
 
 
@@ -71,7 +71,7 @@ def test_diagnose_report(tmp_path, data_dir):
 
 
 def test_diagnose_cli_tiny_model(tmp_path, data_dir, capsys):
-    pytest.importorskip("lingualift.inference")
+    pytest.importorskip("lingualift.inference.generators")
     code = main(["diagnose", "--model", "tiny-llama", "--langs", "bn", "--retrieval-langs", "bn", "--limit", "3",
                  "--retrieval-limit", "3", "--data-dir", str(data_dir), "--offline", "--device", "cpu",
                  "--out", str(tmp_path / "d"), "--no-progress"])

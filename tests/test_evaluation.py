@@ -10,9 +10,9 @@ from fakes import FakeGenerator
 
 from lingualift.cli import main
 from lingualift.errors import LinguaLiftError
-from lingualift.evaluation import GenerationSettings, evaluate, load_run, predictions_path, rescore, summarize
-from lingualift.report import write_eval_report
-from lingualift.tasks import parse_task_langs
+from lingualift.eval.runner import GenerationSettings, evaluate, load_run, predictions_path, rescore, summarize
+from lingualift.eval.report import write_eval_report
+from lingualift.eval.tasks import parse_task_langs
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ def test_cli_errors_exit_2(tmp_path, data_dir, capsys):
 
 def test_real_tiny_model_batching_and_cli(tmp_path, data_dir, capsys):
     """A random tiny Llama: batch size 4 and 1 give the same greedy outputs; the CLI writes every artefact."""
-    inference = pytest.importorskip("lingualift.inference")
+    inference = pytest.importorskip("lingualift.inference.generators")
     generator = inference.load_generator("tiny-llama", device="cpu")
     settings = GenerationSettings(max_new_tokens=6)
     plan = parse_task_langs("mgsm", "en,bn")

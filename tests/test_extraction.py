@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lingualift.extraction import (
+from lingualift.eval.extraction import (
     extract_choice_label,
     extract_nli_label,
     extract_number,

@@ -30,7 +30,7 @@ def gpu_check():
 
 
 def test_sub_checks_run_on_tiny_shapes_and_the_summary_lists_every_check(gpu_check, tmp_path):
-    from lingualift import bench
+    from lingualift.tools import bench
 
     original = bench.paper_configs, bench.matmul_rate
     settings = gpu_check.Settings.cpu_dry_run()

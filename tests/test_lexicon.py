@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from lingualift import lexicon as lx
+from lingualift.data import lexicon as lx
 from lingualift.cli import main
 from lingualift.errors import LinguaLiftError
 
@@ -110,7 +110,7 @@ def test_read_vec(tmp_path):
 
 
 def test_encoder_word_vectors_pool_the_word_only():
-    from lingualift.components import load_component
+    from lingualift.model.components import load_component
 
     model, tokenizer = load_component("tiny-bert", "encoder")
     plain = lx.encoder_word_vectors(["dog", "a", "Katze"], model, tokenizer, batch_size=2)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from fakes import FakeGenerator
 
-from lingualift.tasks import TASKS
+from lingualift.eval.tasks import TASKS
 
 TASKS_DIR = resources.files("lingualift").joinpath("resources/lm_eval_tasks")
 
@@ -27,8 +27,8 @@ def test_task_yamls_cover_every_language(name):
 
 
 def test_lingualift_does_not_import_lm_eval():
-    code = ("import sys, lingualift.cli, lingualift.tasks, lingualift.evaluation, lingualift.report, "
-            "lingualift.diagnose; assert 'lm_eval' not in sys.modules")
+    code = ("import sys, lingualift.cli, lingualift.eval.tasks, lingualift.eval.runner, lingualift.eval.report, "
+            "lingualift.eval.diagnose; assert 'lm_eval' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -53,7 +53,8 @@ def test_model_class(monkeypatch):
     from lm_eval.api.instance import Instance
     from lm_eval.api.registry import get_model
 
-    from lingualift import inference, lm_eval_plugin
+    from lingualift.eval import lm_eval_plugin
+    from lingualift.inference import generators as inference
 
     fake = FakeGenerator()
     monkeypatch.setattr(inference, "load_generator", lambda *args, **kwargs: fake)
@@ -81,4 +82,4 @@ def test_entry_point_declared():
     points = {ep.name: ep.value for ep in entry_points(group="lm_eval.models")}
     if "lingualift" not in points:
         pytest.skip("lingualift is not installed as a distribution here")
-    assert points["lingualift"] == "lingualift.lm_eval_plugin:LinguaLiftLM"
+    assert points["lingualift"] == "lingualift.eval.lm_eval_plugin:LinguaLiftLM"

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from helpers import QUESTIONS, tiny_model
-from lingualift.alignment import ALIGNMENT_LAYERS, build_alignment
-from lingualift.data import BridgeCollator, Example
+from lingualift.model.alignment import ALIGNMENT_LAYERS, build_alignment
+from lingualift.data.instructions import BridgeCollator, Example
 from lingualift.errors import LinguaLiftError
-from lingualift.inference import BridgeGenerator, load_generator
-from lingualift.modeling import LinguaLiftModel, pack_segments
+from lingualift.inference.generators import BridgeGenerator, load_generator
+from lingualift.model.modeling import LinguaLiftModel, pack_segments
 
 VARIANTS = [(alignment, sees) for alignment in ("linear", "mlp") for sees in (False, True)]
 TARGETS = ["7", "eighty-four", "180 km", "8", "11", "sixteen legs"]
@@ -115,7 +115,7 @@ def test_generator_loads_checkpoints_and_plain_llms(tmp_path):
 
 
 def test_stop_strings_are_trimmed():
-    from lingualift.inference import trim_at_stop
+    from lingualift.inference.generators import trim_at_stop
 
     assert trim_at_stop("The answer is 7.\n\n### Instruction: next", ["\n\n### Instruction"]) == "The answer is 7."
     assert trim_at_stop("no stop here", ["###"]) == "no stop here"

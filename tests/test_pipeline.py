@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from lingualift.cli import main
-from lingualift.pipeline import PHASES, STATE_FILE, load_pipeline_config
-from lingualift.tasks import MGSM_LANGUAGES, MMWP_LANGUAGES
+from lingualift.pipeline.phases import PHASES, STATE_FILE, load_pipeline_config
+from lingualift.eval.tasks import MGSM_LANGUAGES, MMWP_LANGUAGES
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "configs" / "pipeline" / "tiny.yaml"
-DEFAULT = REPO / "configs" / "pipeline" / "default.yaml"
+TINY = REPO / "src" / "lingualift" / "configs" / "pipeline" / "tiny.yaml"
+DEFAULT = REPO / "src" / "lingualift" / "configs" / "pipeline" / "default.yaml"
 
 WORDS = {"de": {"how": "wie", "many": "viele", "apples": "äpfel", "she": "sie", "has": "hat", "buys": "kauft"},
          "fr": {"how": "comment", "many": "beaucoup", "apples": "pommes", "she": "elle", "has": "a", "buys": "achète"}}
@@ -161,7 +161,7 @@ def test_default_config_is_valid_and_covers_all_languages():
 @pytest.mark.assets
 def test_pipeline_on_default_models(tmp_path, shared_data, capsys):
     """The real models for a handful of steps and problems (minutes on CPU)."""
-    from lingualift import assets
+    from lingualift.tools import assets
 
     if not all(assets.provenance(name) for name in assets.DEFAULTS):
         pytest.skip("default models not built (run `lingualift assets`)")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from lingualift import LinguaLiftModel
-from lingualift.components import byte_tokenizer, load_component, LLM
+from lingualift.model.components import byte_tokenizer, load_component, LLM
 from lingualift.errors import LinguaLiftError
-from lingualift.inference import BridgeGenerator, CausalLMGenerator
-from lingualift.prompts import chat_template_affixes, format_prompt, resolve_template
+from lingualift.inference.generators import BridgeGenerator, CausalLMGenerator
+from lingualift.data.prompts import chat_template_affixes, format_prompt, resolve_template
 
 CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
         "{% if add_generation_prompt %}<|assistant|>{% endif %}")

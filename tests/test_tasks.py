@@ -9,9 +9,9 @@ from collections import Counter
 
 import pytest
 
-from lingualift import tasks
+from lingualift.eval import tasks
 from lingualift.errors import LinguaLiftError
-from lingualift.tasks import MMWP_LANGUAGES, TASKS, get_task, load_examples, parse_task_langs, tier_of, tier_table
+from lingualift.eval.tasks import MMWP_LANGUAGES, TASKS, get_task, load_examples, parse_task_langs, tier_of, tier_table
 
 
 @pytest.fixture(autouse=True)

@@ -15,9 +15,9 @@ import torch
 import yaml
 
 from helpers import tiny_config
-from lingualift.config import config_from_dict
-from lingualift.modeling import LinguaLiftModel
-from lingualift.training import Trainer
+from lingualift.train.config import config_from_dict
+from lingualift.model.modeling import LinguaLiftModel
+from lingualift.train.loop import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 

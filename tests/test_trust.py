@@ -17,15 +17,16 @@ from fakes import FakeGenerator
 from helpers import sharpen, tiny_config, tiny_model
 from safetensors.torch import load_file
 
-from lingualift import checkpoint, pipeline
+from lingualift import checkpoint
+from lingualift.pipeline import phases as pipeline
 from lingualift.checkpoint import exclusive_lock, recover, replace_directory
 from lingualift.cli import main
-from lingualift.config import config_from_dict
+from lingualift.train.config import config_from_dict
 from lingualift.errors import LinguaLiftError
-from lingualift.evaluation import GenerationSettings, evaluate
-from lingualift.modeling import LinguaLiftModel
-from lingualift.tasks import parse_task_langs
-from lingualift.training import Trainer
+from lingualift.eval.runner import GenerationSettings, evaluate
+from lingualift.model.modeling import LinguaLiftModel
+from lingualift.eval.tasks import parse_task_langs
+from lingualift.train.loop import Trainer
 
 
 class Killed(BaseException):
@@ -187,7 +188,7 @@ def test_pipeline_refuses_a_foreign_output_dir_before_writing_anything(tmp_path,
 def test_pipeline_killed_inside_stage1_resumes_from_its_last_step_checkpoint(tmp_path, monkeypatch, capsys):
     from test_pipeline import TINY, write_data
 
-    from lingualift import training
+    from lingualift.train import loop as training
 
     monkeypatch.setenv("LINGUALIFT_CACHE", str(tmp_path / "cache"))
     data = write_data(tmp_path / "data")
@@ -272,7 +273,7 @@ def test_two_checkpoints_both_called_final_are_scored_with_their_own_outputs(tmp
 def test_run_identity_covers_every_generation_setting_and_the_backend(tmp_path):
     from dataclasses import dataclass
 
-    from lingualift.evaluation import default_run_dir, run_identity
+    from lingualift.eval.runner import default_run_dir, run_identity
 
     @dataclass(frozen=True)
     class WithNewField(GenerationSettings):

@@ -19,10 +19,10 @@ import pytest
 import torch
 from helpers import QUESTIONS, sharpen
 
-from lingualift import components
+from lingualift.model import components
 from lingualift.cli import main
 from lingualift.errors import LinguaLiftError
-from lingualift.inference import load_generator
+from lingualift.inference.generators import load_generator
 
 try:
     import vllm  # noqa: F401
@@ -65,7 +65,7 @@ def bridge_checkpoint(path, lora: bool = False):
     """A LinguaLIFT checkpoint: tiny-bert -> tiny llama (saved next to it as a plain HF directory).
     Self-contained; or, with `lora`, laid out like a LoRA stage-2 run (adapter with non-zero B matrices, so
     merged outputs differ from the base model's, plus references to the frozen parts)."""
-    from lingualift.modeling import LinguaLiftModel
+    from lingualift.model.modeling import LinguaLiftModel
 
     base = save_llm(path.parent / f"{path.name}-base-llm")
     model = LinguaLiftModel.from_components("tiny-bert", str(base), "mlp", seed=0, prompt_template="plain")
@@ -166,8 +166,8 @@ def test_scoring_falls_back_to_hf(bridge):
 
 @needs_vllm
 def test_evaluation_records_match_and_backends_never_mix(bridge, tmp_path, monkeypatch):
-    from lingualift.evaluation import evaluate
-    from lingualift.tasks import parse_task_langs
+    from lingualift.eval.runner import evaluate
+    from lingualift.eval.tasks import parse_task_langs
 
     _, hf, fast = bridge
     monkeypatch.setenv("LINGUALIFT_CACHE", str(tmp_path / "cache"))
@@ -176,7 +176,7 @@ def test_evaluation_records_match_and_backends_never_mix(bridge, tmp_path, monke
     rows = [f"{question}\t{index}" for index, question in enumerate(QUESTIONS)]
     (data / "mgsm_en.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     plan = parse_task_langs("mgsm", "en")
-    from lingualift.evaluation import GenerationSettings
+    from lingualift.eval.runner import GenerationSettings
 
     settings = GenerationSettings(max_new_tokens=NEW_TOKENS)
     runs = {}
@@ -233,7 +233,7 @@ def test_tiny_presets_are_refused_with_one_line_on_cpu():
 
 @needs_vllm
 def test_bench_compares_backends_on_the_same_items(tmp_path):
-    from lingualift import bench
+    from lingualift.tools import bench
 
     path = bridge_checkpoint(tmp_path / "ckpt")
     settings = bench.BenchSettings(device="cpu", backends=("hf", "vllm"), dtypes=("fp32",), model=str(path),

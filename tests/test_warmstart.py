@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from helpers import QUESTIONS, tiny_config, tiny_model
-from lingualift.config import config_from_dict
+from lingualift.train.config import config_from_dict
 from lingualift.errors import LinguaLiftError
-from lingualift.training import Trainer
-from lingualift.warmstart import lexical_warm_start, token_pairs
+from lingualift.train.loop import Trainer
+from lingualift.model.warmstart import lexical_warm_start, token_pairs
 
 
 def test_pairs_are_encoder_states_and_llm_embedding_rows():
@@ -72,7 +72,7 @@ def test_code_switched_file_warm_starts_on_the_english_originals(tmp_path, monke
     data = tmp_path / "switched.jsonl"
     data.write_text('{"question": "Tom hat 3 Äpfel", "answer": "3", "source_question": "Tom has 3 apples"}\n')
     seen = []
-    monkeypatch.setattr("lingualift.training.lexical_warm_start", lambda model, texts, seed: seen.extend(texts))
+    monkeypatch.setattr("lingualift.train.loop.lexical_warm_start", lambda model, texts, seed: seen.extend(texts))
     config = tiny_config(tmp_path)
     config["data"]["train"] = str(data)
     config["model"]["warm_start"] = "lexical"
@@ -81,7 +81,7 @@ def test_code_switched_file_warm_starts_on_the_english_originals(tmp_path, monke
 
 
 def test_output_scale_embedding_rms_works_in_the_llm_embedding_units(tmp_path):
-    from lingualift.modeling import LinguaLiftModel
+    from lingualift.model.modeling import LinguaLiftModel
 
     def build(**alignment_kwargs):
         return LinguaLiftModel.from_components("tiny-bert", "tiny-llama", "mlp", seed=0,

@@ -15,9 +15,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from lingualift.evaluation import load_run, paired_differences  # noqa: E402
+from lingualift.eval.runner import load_run, paired_differences  # noqa: E402
 from lingualift.io import atomic_write, write_json  # noqa: E402
-from lingualift.report import markdown_table  # noqa: E402
+from lingualift.eval.report import markdown_table  # noqa: E402
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -82,7 +82,7 @@ def truncation_rate(records: dict, max_new_tokens: int, tokenizer) -> float:
 def main_summary() -> None:
     from transformers import AutoTokenizer
 
-    from lingualift.assets import qwen_05b_dir
+    from lingualift.tools.assets import qwen_05b_dir
 
     tokenizer = AutoTokenizer.from_pretrained(qwen_05b_dir())
     summary, runs = {}, {}

@@ -11,10 +11,10 @@ import time
 
 import torch
 
-from lingualift.data import BridgeCollator, Example, read_instructions
-from lingualift.diagnose import english_solution
-from lingualift.modeling import LinguaLiftModel
-from lingualift.stages import apply_freeze_policy
+from lingualift.data.instructions import BridgeCollator, Example, read_instructions
+from lingualift.eval.diagnose import english_solution
+from lingualift.model.modeling import LinguaLiftModel
+from lingualift.train.stages import apply_freeze_policy
 
 torch.set_num_threads(1)
 torch.manual_seed(0)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import torch
 
-from lingualift.diagnose import transfer_diagnostic
-from lingualift.evaluation import GenerationSettings, evaluate
-from lingualift.inference import load_generator
+from lingualift.eval.diagnose import transfer_diagnostic
+from lingualift.eval.runner import GenerationSettings, evaluate
+from lingualift.inference.generators import load_generator
 from lingualift.io import write_json
-from lingualift.pipeline import PooledGenerator
-from lingualift.report import write_eval_report
-from lingualift.tasks import MGSM_LANGUAGES, get_task, load_examples
+from lingualift.pipeline.phases import PooledGenerator
+from lingualift.eval.report import write_eval_report
+from lingualift.eval.tasks import MGSM_LANGUAGES, get_task, load_examples
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--model", required=True)

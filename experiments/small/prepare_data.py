@@ -8,9 +8,9 @@ language per example among de es fr ru zh ja th bn; sw and te have no MUSE dicti
 import argparse
 from pathlib import Path
 
-from lingualift.codeswitch import CodeSwitchSettings, codeswitch_records
-from lingualift.data import read_instructions
-from lingualift.diagnose import english_solution
+from lingualift.data.codeswitch import CodeSwitchSettings, codeswitch_records
+from lingualift.data.instructions import read_instructions
+from lingualift.eval.diagnose import english_solution
 from lingualift.io import write_jsonl
 
 LANGS = ["de", "es", "fr", "ru", "zh", "ja", "th", "bn"]

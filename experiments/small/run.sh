@@ -41,7 +41,7 @@ evaluate() {  # $1 = model dir or spec, $2 = name
 main_comparison() {
   # (2) LinguaLIFT vs langbridge vs sft vs zero-shot SmolLM2, same data, same number of optimiser steps (24, batch 4).
   prepare_data
-  stamp "zero-shot"; evaluate "$($PY -c 'from lingualift.assets import default_llm_dir; print(default_llm_dir())')" zeroshot
+  stamp "zero-shot"; evaluate "$($PY -c 'from lingualift.tools.assets import default_llm_dir; print(default_llm_dir())')" zeroshot
   stamp "lingualift stage 1"; $LL train $C/lingualift_align.yaml
   stamp "lingualift stage 2"; $LL train $C/lingualift_task.yaml
   evaluate runs/small/lingualift_task/final lingualift

@@ -10,7 +10,7 @@ gap = NLL(mismatched) - NLL(right) in nats per target token.
 
 Knobs the issue asks about: batch size, learning rate, alignment layer, target, target length, code-switched
 prompts (`--codeswitch-ratio`), the soft prompt inside the chat template, and `--warm-start lexical`
-(`lingualift.warmstart`: before any LM step, fit the alignment layer so each encoder state maps onto the
+(`lingualift.model.warmstart`: before any LM step, fit the alignment layer so each encoder state maps onto the
 LLM's input embedding of the token at the same character offset, on English GSM8K questions not used for
 training or evaluation).
 """
@@ -28,13 +28,13 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from lingualift.codeswitch import CodeSwitcher, CodeSwitchSettings
-from lingualift.data import Example, read_instructions
-from lingualift.diagnose import MGSM_LANGUAGES, _gsm8k_solutions, english_solution
-from lingualift.inference import CausalLMGenerator
+from lingualift.data.codeswitch import CodeSwitcher, CodeSwitchSettings
+from lingualift.data.instructions import Example, read_instructions
+from lingualift.eval.diagnose import MGSM_LANGUAGES, _gsm8k_solutions, english_solution
+from lingualift.inference.generators import CausalLMGenerator
 from lingualift.io import write_json
-from lingualift.tasks import load_examples
-from lingualift.warmstart import lexical_warm_start
+from lingualift.eval.tasks import load_examples
+from lingualift.model.warmstart import lexical_warm_start
 from stage1 import build_stage1, truncate_targets
 
 CODESWITCH_LANGS = ["de", "es", "fr", "ru", "zh", "ja", "th", "bn"]

@@ -1,11 +1,11 @@
 """Stage-1 set-up shared by probe.py and scale.py: the default pair, only the alignment layer trainable,
 and a scorer that sees the same truncated targets the collator trains on."""
 
-from lingualift.data import BridgeCollator
-from lingualift.prompts import chat_template_affixes
-from lingualift.inference import BridgeGenerator
-from lingualift.modeling import LinguaLiftModel
-from lingualift.stages import apply_freeze_policy
+from lingualift.data.instructions import BridgeCollator
+from lingualift.data.prompts import chat_template_affixes
+from lingualift.inference.generators import BridgeGenerator
+from lingualift.model.modeling import LinguaLiftModel
+from lingualift.train.stages import apply_freeze_policy
 
 
 def build_stage1(args):

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from lingualift.report import TIER_ORDER, ci_text, markdown_table, order_by_tier, pct, tier_bar_chart
+from lingualift.eval.report import TIER_ORDER, ci_text, markdown_table, order_by_tier, pct, tier_bar_chart
 
 R = Path(os.environ.get("SUMMARY_RESULTS", "experiments/small/results"))
 METHODS = ["zeroshot", "sft", "langbridge", "lingualift"]

@@ -22,7 +22,7 @@ __all__ = ["LinguaLiftError", "LinguaLiftConfig", "LinguaLiftModel", "__version_
 def __getattr__(name: str):
     # Lazy so that `import lingualift` (and the CLI's --help) does not pay for importing torch.
     if name in ("LinguaLiftConfig", "LinguaLiftModel"):
-        from lingualift import modeling
+        from lingualift.model import modeling
 
         return getattr(modeling, name)
     raise AttributeError(name)

@@ -6,6 +6,7 @@ exists. Cache (converted weights, downloads): `$LINGUALIFT_CACHE`, else `~/.cach
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 
@@ -42,3 +43,30 @@ def find_data_dir(explicit: str | os.PathLike | None = None, required: bool = Tr
             "(a folder with mgsm/, gsm8k/, mmwp/, muse/ in their public layout; see README 'Data')"
         )
     return None
+
+
+def packaged_configs(folder: str = "") -> list[str]:
+    """Names of the configs that ship inside the package under `configs/<folder>` (e.g. `tiny/align`)."""
+    root = Path(__file__).parent / "configs"
+    return sorted(str(p.relative_to(root / folder).with_suffix("")) for p in (root / folder).rglob("*.yaml"))
+
+
+def resolve_config(spec: str | os.PathLike, folder: str = "") -> Path:
+    """A YAML path, or the name of a config shipped in the package (`tiny/align`; for the pipeline, `tiny`).
+
+    A path that exists wins, so a local `tiny/align.yaml` shadows the packaged one; a name works from any folder
+    and in a non-editable install.
+    """
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if path.suffix in (".yaml", ".yml"):
+        raise LinguaLiftError(f"config file not found: {path}")
+    packaged = Path(__file__).parent / "configs" / folder / f"{spec}.yaml"
+    if packaged.is_file():
+        return packaged
+    known = [name for name in packaged_configs(folder) if folder or not name.startswith("pipeline/")]
+    close = difflib.get_close_matches(str(spec), known, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise LinguaLiftError(f"config not found: {spec} is neither a YAML file nor a packaged config; {hint}"
+                          f"packaged: {', '.join(known)}")

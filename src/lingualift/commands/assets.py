@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from lingualift.assets import ASSETS, DEFAULTS
+    from lingualift.tools.assets import ASSETS, DEFAULTS
 
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help=f"assets to build: {', '.join(ASSETS)} (default: {' '.join(DEFAULTS)})")
@@ -24,7 +24,7 @@ def _size(path: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lingualift import assets
+    from lingualift.tools import assets
 
     if args.list:
         for name in assets.ASSETS:

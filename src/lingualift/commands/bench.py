@@ -1,4 +1,4 @@
-"""`lingualift bench [--quick] [--paper-shapes]`: training and generation speed and memory (see lingualift.bench)."""
+"""`lingualift bench [--quick] [--paper-shapes]`: training and generation speed and memory (see lingualift.tools.bench)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def configure(parser) -> None:
 def settings_from_args(args):
     import torch
 
-    from lingualift.bench import STAGES, BenchSettings, check_device
+    from lingualift.tools.bench import STAGES, BenchSettings, check_device
     from lingualift.errors import LinguaLiftError
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -70,7 +70,7 @@ def settings_from_args(args):
             raise LinguaLiftError(f"--stages: unknown stage(s) {', '.join(unknown)} (known: {', '.join(STAGES)})")
         values["stages"] = stages
     if args.backend:
-        from lingualift.inference import BACKENDS
+        from lingualift.inference.generators import BACKENDS
 
         for names, flag, known in ((args.backend, "--backend", BACKENDS), (args.dtypes or (), "--dtypes",
                                                                            ("fp32", "bf16", "fp16"))):
@@ -78,7 +78,7 @@ def settings_from_args(args):
             if unknown:
                 raise LinguaLiftError(f"{flag}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
         if "vllm" in args.backend:
-            from lingualift.vllm_backend import import_vllm
+            from lingualift.inference.vllm_engine import import_vllm
 
             import_vllm()  # fail before any model is built
         values["backends"] = args.backend
@@ -96,7 +96,7 @@ def settings_from_args(args):
 
 
 def run(args) -> int:
-    from lingualift.bench import markdown, run_bench
+    from lingualift.tools.bench import markdown, run_bench
 
     settings = settings_from_args(args)
     report = run_bench(settings, args.output, train=args.train, evaluate=args.evaluate)

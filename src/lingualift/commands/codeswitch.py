@@ -22,8 +22,8 @@ def configure(parser) -> None:
 def run(args) -> int:
     from tqdm.auto import tqdm
 
-    from lingualift.codeswitch import CodeSwitcher, CodeSwitchSettings, parse_mapping
-    from lingualift.data import read_instructions
+    from lingualift.data.codeswitch import CodeSwitcher, CodeSwitchSettings, parse_mapping
+    from lingualift.data.instructions import read_instructions
     from lingualift.io import require_file, write_jsonl
 
     settings = CodeSwitchSettings(

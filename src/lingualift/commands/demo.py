@@ -37,7 +37,7 @@ def run(args) -> int:
     if args.runs and not Path(args.runs).is_dir():
         raise LinguaLiftError(f"--runs {args.runs}: folder not found")
     data_dir = find_data_dir(args.data_dir, required=False)
-    from lingualift.demo import ModelPool, build_app, launch
+    from lingualift.tools.demo import ModelPool, build_app, launch
 
     pool = ModelPool(args.model or ["default"], prompt_template=args.prompt_template, device=args.device,
                      dtype=args.dtype)

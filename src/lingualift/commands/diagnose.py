@@ -24,8 +24,8 @@ def run(args) -> int:
     from pathlib import Path
 
     from lingualift.commands.eval import check_positive
-    from lingualift.diagnose import diagnose, diagnose_markdown
-    from lingualift.inference import load_generator
+    from lingualift.eval.diagnose import diagnose, diagnose_markdown
+    from lingualift.inference.generators import load_generator
 
     for value, flag in ((args.limit, "--limit"), (args.batch_size, "--batch-size"),
                         (args.retrieval_limit, "--retrieval-limit")):

@@ -48,7 +48,7 @@ def add_model_arguments(parser, batch_size: int = 16) -> None:
 
 
 def configure(parser) -> None:
-    from lingualift.tasks import TASKS
+    from lingualift.eval.tasks import TASKS
 
     add_model_arguments(parser, batch_size=None)
     add_backend_arguments(parser)
@@ -88,13 +88,13 @@ def check_sampling(do_sample: bool, temperature: float, top_p: float) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from lingualift.evaluation import GenerationSettings, default_run_dir, evaluate, run_identity
-    from lingualift.inference import load_generator
-    from lingualift.report import write_eval_report
-    from lingualift.tasks import load_examples, parse_task_langs
+    from lingualift.eval.runner import GenerationSettings, default_run_dir, evaluate, run_identity
+    from lingualift.inference.generators import load_generator
+    from lingualift.eval.report import write_eval_report
+    from lingualift.eval.tasks import load_examples, parse_task_langs
 
     if args.backend == "vllm":
-        from lingualift.vllm_backend import import_vllm
+        from lingualift.inference.vllm_engine import import_vllm
 
         import_vllm()  # an environment without vLLM fails before data and models are touched
     if args.batch_size is None:

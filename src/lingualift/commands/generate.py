@@ -19,7 +19,7 @@ def configure(parser) -> None:
 
 def run(args) -> int:
     from lingualift.errors import LinguaLiftError
-    from lingualift.inference import load_generator
+    from lingualift.inference.generators import load_generator
 
     from lingualift.commands.eval import check_positive, check_sampling
 

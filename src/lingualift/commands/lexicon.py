@@ -76,8 +76,8 @@ def _langs(text: str) -> list[str]:
 def _induce(args) -> int:
     import wordfreq
 
-    from lingualift import lexicon as lx
-    from lingualift.codeswitch import parse_mapping
+    from lingualift.data import lexicon as lx
+    from lingualift.data.codeswitch import parse_mapping
     from lingualift.errors import LinguaLiftError
     from lingualift.io import write_json
 
@@ -140,7 +140,7 @@ def _induce(args) -> int:
 
 
 def _eval(args) -> int:
-    from lingualift import lexicon as lx
+    from lingualift.data import lexicon as lx
 
     predicted = lx.load_lexicon(args.lexicon, args.lang, args.data_dir)
     lang = args.lang or predicted.lang
@@ -159,7 +159,7 @@ def _eval(args) -> int:
 
 
 def _show(args) -> int:
-    from lingualift.lexicon import load_lexicon
+    from lingualift.data.lexicon import load_lexicon
 
     lexicon = load_lexicon(args.lexicon, args.lang, args.data_dir)
     print(f"en-{lexicon.lang}: {len(lexicon)} English words, {sum(1 for _ in lexicon.pairs())} pairs ({lexicon.source})")

@@ -13,7 +13,8 @@ logger = logging.getLogger(__name__)
 
 def configure(parser) -> None:
     parser.add_argument("config", nargs="?",
-                        help="pipeline YAML (default: configs/pipeline/default.yaml); scale it up with --set")
+                        help="a pipeline YAML, or a packaged one by name: default (the default), tiny, qwen05b; "
+                             "scale it up with --set")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set stage1.training.max_steps=500 "
                              "--set evaluation.mgsm.limit=250 (repeatable)")
@@ -28,7 +29,7 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from lingualift.pipeline import run_pipeline
+    from lingualift.pipeline.phases import run_pipeline
 
     pipeline = run_pipeline(args.config, args.overrides, data_dir=args.data_dir, output_dir=args.output_dir,
                             force=args.force, progress=not args.no_progress, until=args.until)

@@ -20,9 +20,9 @@ def run(args) -> int:
 
     from lingualift.commands.eval import check_positive
     from lingualift.errors import LinguaLiftError
-    from lingualift.evaluation import SCORED_FIELDS, load_run, read_done, rescore, summarize
+    from lingualift.eval.runner import SCORED_FIELDS, load_run, read_done, rescore, summarize
     from lingualift.io import read_json, require_file, write_jsonl
-    from lingualift.report import eval_markdown, write_eval_report
+    from lingualift.eval.report import eval_markdown, write_eval_report
 
     check_positive(args.bootstrap, "--bootstrap")
     repair = not args.dry_run  # a dry run never touches a file, not even to cut a truncated last line

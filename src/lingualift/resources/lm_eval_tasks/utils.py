@@ -1,11 +1,11 @@
-"""Helpers for the lingualift lm-eval tasks: local data through lingualift.tasks, scoring through
-lingualift.extraction (so lm-eval and `lingualift eval` agree on every example)."""
+"""Helpers for the lingualift lm-eval tasks: local data through lingualift.eval.tasks, scoring through
+lingualift.eval.extraction (so lm-eval and `lingualift eval` agree on every example)."""
 
 
 def load_dataset(task: str, lang: str, data_dir: str | None = None, **_unused):
     import datasets
 
-    from lingualift.tasks import load_examples
+    from lingualift.eval.tasks import load_examples
 
     examples = load_examples(task, lang, data_dir)
     rows = [{"id": ex.id, "task": task, "lang": ex.lang, "question": ex.question, "answer": ex.gold} for ex in examples]
@@ -13,7 +13,7 @@ def load_dataset(task: str, lang: str, data_dir: str | None = None, **_unused):
 
 
 def process_results(doc: dict, results: list[str]) -> dict:
-    from lingualift.tasks import get_task
+    from lingualift.eval.tasks import get_task
 
     task = get_task(doc["task"])
     extracted = task.extract(results[0], doc)

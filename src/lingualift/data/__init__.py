@@ -1,0 +1,1 @@
+"""Data: prompt templates, instruction files and collation, bilingual lexicons, code-switching."""

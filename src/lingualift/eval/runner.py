@@ -1,0 +1,359 @@
+"""The evaluation runner: batched, resumable generation and scoring with bootstrap confidence intervals.
+
+Layout of a run directory:
+    run.json                          run identity: model name, resolved path and content fingerprint,
+                                      prompt template and every generation setting (checked on resume)
+    predictions/<task>/<lang>.jsonl   one record per example: id, prompt, output, extracted, gold, correct
+    results.json / results.md / results.png   (report.write_eval_report)
+
+Predictions are appended (and fsync'ed) chunk by chunk, so a killed run loses at most one batch; on
+resume, finished examples are read back by id and skipped, and a truncated last line is dropped and
+recomputed. When a language is complete its file is rewritten atomically in the data's original order,
+so an interrupted-and-resumed run ends with byte-identical files. Batches are formed from examples
+sorted by prompt length (less padding); batching never changes results, only speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lingualift.checkpoint import digest, exclusive_lock, path_fingerprint
+from lingualift.errors import LinguaLiftError
+from lingualift.io import read_json, write_json, write_jsonl
+from lingualift.eval.tasks import TIERS, Example, Task, get_task, load_examples, tier_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding options; `None` means the task's default (stop strings, max new tokens)."""
+
+    max_new_tokens: int | None = None
+    stop: tuple[str, ...] | None = None
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+
+
+def predictions_path(out_dir: str | Path, task: str, lang: str) -> Path:
+    return Path(out_dir) / "predictions" / task / f"{lang}.jsonl"
+
+
+_WHAT = {"model": "model name", "model_id": "model (path or checkpoint content)", "prompt_template": "prompt template",
+         "generation": "generation settings"}
+
+
+def run_identity(generator, settings: GenerationSettings, model_spec: str | os.PathLike | None = None) -> dict:
+    """What a run directory's predictions depend on: the model (resolved path + content fingerprint of its
+    files, not just its folder name: every trained checkpoint is called `final`), the prompt template and
+    every field of the generation settings (new fields are covered without code changes)."""
+    spec = model_spec if model_spec is not None else getattr(generator, "spec", generator.name)
+    return {"model": generator.name, "model_id": path_fingerprint(spec),
+            "prompt_template": generator.rendered_prompt("{question}"),  # chat affixes included
+            "generation": {**asdict(settings), "backend": getattr(generator, "backend", "hf")}}
+
+
+def default_run_dir(identity: dict, root: str | os.PathLike = Path("runs") / "eval") -> Path:
+    """`runs/eval/<model name>-<12 hex digits of the identity>`: two checkpoints never share a folder."""
+    return Path(root) / f"{identity['model']}-{digest(identity)}"
+
+
+def _check_run_config(out_dir: Path, config: dict) -> None:
+    """Refuse to mix predictions made with a different model, template or decoding into one run."""
+    path = out_dir / "run.json"
+    if path.exists():
+        previous = read_json(path)
+        changed = sorted(key for key in config if not isinstance(previous, dict) or previous.get(key) != config[key])
+        if changed:
+            raise LinguaLiftError(
+                f"{path}: this run directory was made with a different {', '.join(_WHAT.get(k, k) for k in changed)}; "
+                "use a new --out directory (or drop --out: the default folder is unique per model and settings)"
+            )
+    else:
+        write_json(path, config)
+
+
+@contextlib.contextmanager
+def claim_run_dir(out_dir: Path, identity: dict):
+    """Own `out_dir` for one evaluation: an exclusive lock, then the run.json check, both atomic together.
+
+    A second process evaluating into the same folder (same model or not) fails at once instead of mixing
+    or duplicating records. If the folder was made here and nothing was predicted, it is removed again.
+    """
+    first_new = next((p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()), None)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with exclusive_lock(out_dir, f"run directory {out_dir}"):  # an fcntl lock on the folder itself
+            _check_run_config(out_dir, identity)
+            yield
+    except BaseException:
+        if first_new is not None and not any(out_dir.glob("predictions/*/*.jsonl")):
+            shutil.rmtree(first_new, ignore_errors=True)
+        raise
+
+
+def read_done(path: Path, *, repair: bool = True, require: tuple[str, ...] = ()) -> dict[str, dict]:
+    """Records already saved for one task/language, by id; a truncated last line (killed run) is dropped
+    (and cut from the file when `repair`). Each field of `require` must be present (errors name the line)."""
+    if not path.exists():
+        return {}
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep < len(data):
+        log.warning("%s: dropping a truncated last line (interrupted run); it will be recomputed", path)
+        if repair:
+            with open(path, "r+b") as handle:
+                handle.truncate(keep)
+    done = {}
+    for line_number, line in enumerate(data[:keep].split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            done[record["id"]] = record
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            raise LinguaLiftError(
+                f"{path}:{line_number}: not a prediction record (JSON object with an 'id'); delete the file to recompute"
+            ) from None
+        missing = [key for key in require if key not in record]
+        if missing:
+            raise LinguaLiftError(f"{path}:{line_number}: prediction record lacks field {missing[0]!r}; "
+                                  "re-run the evaluation to recompute it")
+    return done
+
+
+def make_record(task: Task, example: Example, prompt: str, output: str) -> dict:
+    extracted = task.extract(output, example)
+    record = {
+        "id": example.id,
+        "task": task.name,
+        "lang": example.lang,
+        "prompt": prompt,
+        "output": output,
+        "extracted": extracted,
+        "gold": example.gold,
+        "correct": task.is_correct(extracted, example.gold),
+    }
+    if example.choices:
+        record["choices"] = list(example.choices)
+    return record
+
+
+def run_language(
+    generator,
+    task: Task,
+    examples: list[Example],
+    path: Path,
+    settings: GenerationSettings = GenerationSettings(),
+    batch_size: int = 16,
+    progress: bool = True,
+) -> list[dict]:
+    """Generate (or reuse) predictions for one task/language; returns records in the data's order."""
+    done = read_done(path)
+    for example in examples:
+        record = done.get(example.id)
+        if record is not None and record.get("gold") != example.gold:
+            raise LinguaLiftError(
+                f"{path}: record {example.id!r} has gold {record.get('gold')!r} but the data says "
+                f"{example.gold!r}; the data changed - delete the file to recompute"
+            )
+    todo = sorted((ex for ex in examples if ex.id not in done), key=lambda ex: -len(ex.question))
+    options = dict(
+        max_new_tokens=settings.max_new_tokens or task.max_new_tokens,
+        stop=list(settings.stop if settings.stop is not None else task.stop),
+        do_sample=settings.do_sample,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        batch_size=batch_size,
+    )
+    if todo:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc=f"{task.name}/{examples[0].lang}",
+                   unit="ex", disable=not progress)
+        with open(path, "a", encoding="utf-8") as handle:
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start : start + batch_size]
+                outputs = generator.generate([ex.question for ex in chunk], **options)
+                if len(outputs) != len(chunk):
+                    raise RuntimeError(f"generator returned {len(outputs)} outputs for {len(chunk)} questions")
+                lines = []
+                for example, output in zip(chunk, outputs):
+                    done[example.id] = make_record(task, example, generator.rendered_prompt(example.question), output)
+                    lines.append(json.dumps(done[example.id], ensure_ascii=False) + "\n")
+                handle.write("".join(lines))
+                handle.flush()
+                os.fsync(handle.fileno())
+                bar.update(len(chunk))
+        bar.close()
+    records = [done[ex.id] for ex in examples]
+    write_jsonl(path, records)  # final file: original order, atomic
+    return records
+
+
+def evaluate(
+    generator,
+    plan: list[tuple[Task, list[str]]],
+    out_dir: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    limit: int | None = None,
+    batch_size: int = 16,
+    settings: GenerationSettings = GenerationSettings(),
+    download: bool = False,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+    model_spec: str | os.PathLike | None = None,
+) -> dict:
+    """Run every (task, languages) pair of `plan` and return the results dict (see `summarize`).
+
+    `plan` comes from `tasks.parse_task_langs`; reports are written by `report.write_eval_report`.
+    `model_spec` (the checkpoint path or hub id the generator was loaded from) identifies the model in
+    run.json; see `run_identity`.
+    """
+    out_dir = Path(out_dir)
+    identity = run_identity(generator, settings, model_spec)
+    # Load everything first so that a missing or malformed file fails before anything is written.
+    work = [(task, lang, load_examples(task, lang, data_dir, limit, download)) for task, langs in plan for lang in langs]
+    if not work:
+        raise LinguaLiftError("nothing to evaluate: no task/language pairs (check --tasks and --langs)")
+    records: dict[str, dict[str, list[dict]]] = {}
+    with claim_run_dir(out_dir, identity):
+        for task, lang, examples in work:
+            path = predictions_path(out_dir, task.name, lang)
+            done = run_language(generator, task, examples, path, settings, batch_size, progress)
+            accuracy = sum(r["correct"] for r in done) / len(done)
+            log.info("%s/%s: accuracy %.1f%% over %d examples", task.name, lang, 100 * accuracy, len(done))
+            records.setdefault(task.name, {})[lang] = done
+    return summarize(records, model=generator.name, n_bootstrap=n_bootstrap, seed=seed)
+
+
+# --- scoring and statistics -----------------------------------------------------------------------------
+
+
+def rescore(records: list[dict]) -> list[dict]:
+    """Re-extract and re-score saved records with the current extractors (e.g. after a fix)."""
+    rescored = []
+    for record in records:
+        task = get_task(record["task"])
+        extracted = task.extract(record["output"], record)
+        rescored.append({**record, "extracted": extracted, "correct": task.is_correct(extracted, record["gold"])})
+    return rescored
+
+
+SCORED_FIELDS = ("task", "output", "gold")
+
+
+def load_run(out_dir: str | Path, *, repair: bool = True) -> dict[str, dict[str, list[dict]]]:
+    """All saved predictions of a run directory: task → language → records."""
+    files = sorted(Path(out_dir).glob("predictions/*/*.jsonl"))
+    if not files:
+        raise LinguaLiftError(f"{out_dir}: no predictions/<task>/<lang>.jsonl files; is this a run directory?")
+    run: dict[str, dict[str, list[dict]]] = {}
+    for path in files:
+        run.setdefault(path.parent.name, {})[path.stem] = list(read_done(path, repair=repair).values())
+    return run
+
+
+def bootstrap_accuracies(correct: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap replicates of the mean of a 0/1 vector (a binomial draw is the exact resampling law)."""
+    n = len(correct)
+    return rng.binomial(n, correct.mean(), size=n_bootstrap) / n
+
+
+def _interval(samples: np.ndarray) -> list[float]:
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return [float(low), float(high)]
+
+
+def summarize(
+    records: dict[str, dict[str, list[dict]]], *, model: str = "", n_bootstrap: int = 1000, seed: int = 0
+) -> dict:
+    """Accuracy per language, per resource tier and overall (macro averages over languages), each with a
+    95% percentile-bootstrap interval; tier and overall intervals resample every language independently."""
+    rng = np.random.default_rng(seed)
+    results = {"model": model, "n_bootstrap": n_bootstrap, "tasks": {}}
+    for task_name, by_lang in records.items():
+        languages, draws = {}, {}
+        for lang, recs in by_lang.items():
+            correct = np.array([bool(r["correct"]) for r in recs], dtype=float)
+            draws[lang] = bootstrap_accuracies(correct, n_bootstrap, rng)
+            languages[lang] = {
+                "n": len(recs),
+                "correct": int(correct.sum()),
+                "accuracy": float(correct.mean()),
+                "ci95": _interval(draws[lang]),
+                "tier": tier_of(lang),
+            }
+        groups = {tier: [l for l in languages if languages[l]["tier"] == tier] for tier in (*TIERS, "unranked")}
+        tiers = {}
+        for tier, langs in groups.items():
+            if langs:
+                tiers[tier] = _macro(langs, languages, draws)
+        results["tasks"][task_name] = {
+            "languages": languages,
+            "tiers": tiers,
+            "overall": _macro(list(languages), languages, draws),
+        }
+    return results
+
+
+def _macro(langs: list[str], languages: dict, draws: dict) -> dict:
+    return {
+        "languages": langs,
+        "accuracy": float(np.mean([languages[l]["accuracy"] for l in langs])),
+        "ci95": _interval(np.mean([draws[l] for l in langs], axis=0)),
+    }
+
+
+def paired_differences(
+    records_a: dict[str, dict[str, list[dict]]], records_b: dict[str, dict[str, list[dict]]], *,
+    n_bootstrap: int = 1000, seed: int = 0,
+) -> dict:
+    """Accuracy of run A minus run B on the items both answered, per language, tier and overall.
+
+    Paired: every bootstrap replicate resamples the shared item ids of a language once and scores both runs
+    on that sample, so the interval reflects the difference, not two independent noises (much narrower when
+    the runs agree on most items). Tier / overall values are macro averages over languages, as in `summarize`.
+    """
+    rng = np.random.default_rng(seed)
+    out = {"n_bootstrap": n_bootstrap, "tasks": {}}
+    for task_name in sorted(set(records_a) & set(records_b)):
+        languages, draws = {}, {}
+        for lang in sorted(set(records_a[task_name]) & set(records_b[task_name])):
+            a = {r["id"]: bool(r["correct"]) for r in records_a[task_name][lang]}
+            b = {r["id"]: bool(r["correct"]) for r in records_b[task_name][lang]}
+            shared = sorted(set(a) & set(b))
+            if not shared:
+                continue
+            delta = np.array([float(a[i]) - float(b[i]) for i in shared])
+            samples = rng.integers(0, len(shared), size=(n_bootstrap, len(shared)))
+            draws[lang] = delta[samples].mean(1)
+            languages[lang] = {"n": len(shared), "difference": float(delta.mean()), "ci95": _interval(draws[lang]),
+                               "a_only": int((delta > 0).sum()), "b_only": int((delta < 0).sum()),
+                               "tier": tier_of(lang)}
+        if not languages:
+            continue
+        tiers = {}
+        for tier in (*TIERS, "unranked"):
+            langs = [lang for lang in languages if languages[lang]["tier"] == tier]
+            if langs:
+                tiers[tier] = _macro_difference(langs, languages, draws)
+        out["tasks"][task_name] = {"languages": languages, "tiers": tiers,
+                                   "overall": _macro_difference(list(languages), languages, draws)}
+    return out
+
+
+def _macro_difference(langs: list[str], languages: dict, draws: dict) -> dict:
+    return {"languages": langs, "difference": float(np.mean([languages[l]["difference"] for l in langs])),
+            "ci95": _interval(np.mean([draws[l] for l in langs], axis=0))}

@@ -1,0 +1,226 @@
+"""One inference interface over every kind of model the harness evaluates.
+
+`load_generator(spec)` accepts a LinguaLIFT checkpoint (either stage, both baselines' outputs), a plain
+Hugging Face causal-LM directory or hub id (the `sft` baseline, zero-shot LLMs), or a preset name, and
+returns a `Generator` that applies the model's prompt template itself. Evaluation, diagnostics and the
+lm-eval plugin only ever talk to this interface.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from lingualift.model import components
+from lingualift.data.instructions import BridgeCollator, CausalLMCollator, Example
+from lingualift.errors import LinguaLiftError
+from lingualift.model.modeling import LinguaLiftModel, is_lingualift_checkpoint, target_window
+from lingualift.data.prompts import format_prompt, llm_affixes, resolve_template
+
+logger = logging.getLogger(__name__)
+
+RUN_METADATA = "lingualift.json"  # written next to plain-LLM checkpoints (sft): prompt template etc.
+
+
+class Generator(Protocol):
+    name: str
+    prompt_template: str
+    backend: str  # "hf" or "vllm"
+
+    def rendered_prompt(self, question: str) -> str:
+        """What the model is given for `question`, template and LLM affixes applied (records, the demo)."""
+
+    def generate(self, questions: list[str], *, max_new_tokens: int = 512, stop: list[str] | None = None,
+                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, batch_size: int = 16,
+                 progress: bool = False) -> list[str]: ...
+
+    def target_nll(self, questions: list[str | None], targets: list[str], *,
+                   batch_size: int = 8) -> list[tuple[float, int]]: ...
+
+    def prompt_embeddings(self, questions: list[str], *, batch_size: int = 16) -> torch.Tensor: ...
+
+
+def trim_at_stop(text: str, stop: Sequence[str] | None) -> str:
+    """Cut generated text at the earliest stop string (generation halts *after* producing it)."""
+    cut = min((text.find(s) for s in stop or () if s and s in text), default=-1)
+    return text[:cut] if cut >= 0 else text
+
+
+def _batches(items: Sequence, size: int, progress: bool, description: str):
+    bar = tqdm(total=len(items), desc=description, disable=not progress, unit="ex")
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+        bar.update(min(size, len(items) - start))
+    bar.close()
+
+
+class _GeneratorBase:
+    """Batching, decoding and teacher-forced scoring shared by the two model kinds."""
+
+    backend = "hf"  # recorded in run.json: a run is never resumed by another backend
+
+    def __init__(self, model, collator, tokenizer, prompt_template: str | None, name: str, device: str | None):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.collator = collator
+        self.tokenizer = tokenizer
+        self.prompt_template = resolve_template(prompt_template)
+        self.name = name
+
+    def _examples(self, questions: Sequence[str | None], targets: Sequence[str] | None = None) -> list[Example]:
+        targets = targets if targets is not None else [None] * len(questions)
+        return [Example(format_prompt(self.prompt_template, q or ""), t) for q, t in zip(questions, targets)]
+
+    def _to_device(self, batch: dict) -> dict:
+        return {key: value.to(self.device) for key, value in batch.items()}
+
+    @torch.inference_mode()
+    def generate(self, questions, *, max_new_tokens=512, stop=None, do_sample=False, temperature=1.0, top_p=1.0,
+                 batch_size=16, progress=False) -> list[str]:
+        options = dict(max_new_tokens=max_new_tokens, do_sample=do_sample)
+        if do_sample:
+            options.update(temperature=temperature, top_p=top_p)
+        if stop:
+            options["stop_strings"] = list(stop)
+        outputs = []
+        for chunk in _batches(self._examples(questions), batch_size, progress, "generate"):
+            new_tokens = self._generate(self._to_device(self._collate(chunk, left_pad=True)), options)
+            texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            outputs.extend(trim_at_stop(text, stop) for text in texts)
+        return outputs
+
+    @torch.inference_mode()
+    def target_nll(self, questions, targets, *, batch_size=8) -> list[tuple[float, int]]:
+        results = []
+        for start in range(0, len(questions), batch_size):
+            chunk = self._examples(questions[start : start + batch_size], targets[start : start + batch_size])
+            logits, labels = self._logits_and_labels(self._to_device(self._collate(chunk, left_pad=False)))
+            shifted_logits, shifted_labels = logits[:, :-1].float(), labels[:, 1:]
+            nll = torch.nn.functional.cross_entropy(
+                shifted_logits.transpose(1, 2), shifted_labels, ignore_index=-100, reduction="none"
+            )
+            counted = shifted_labels != -100
+            results.extend(zip(nll.sum(1).tolist(), counted.sum(1).tolist()))
+        return results
+
+
+class BridgeGenerator(_GeneratorBase):
+    """A LinguaLIFT model (or the langbridge baseline): the encoder reads the prompt."""
+
+    def __init__(self, model: LinguaLiftModel, *, prompt_template=None, name="lingualift", device=None):
+        template = prompt_template or model.config.prompt_template
+        config = model.config
+        affixes = llm_affixes(model.llm_tokenizer, template, config.llm_prefix, config.llm_suffix)
+        collator = BridgeCollator.for_model(model, llm_affixes=affixes)
+        super().__init__(model, collator, model.llm_tokenizer, template, name, device)
+
+    def rendered_prompt(self, question: str) -> str:
+        """LLM affixes around a marker for the soft prompt, which holds what the encoder reads."""
+        encoder_text = format_prompt(self.prompt_template, question)
+        query = encoder_text if self.collator.llm_sees_query else ""
+        return (f"{self.collator.llm_prefix}[soft prompt; the encoder reads: {encoder_text}]{query}"
+                f"{self.collator.llm_suffix}")
+
+    def _collate(self, examples, left_pad: bool) -> dict:
+        return self.collator(examples)
+
+    def _generate(self, batch, options) -> torch.Tensor:
+        return self.model.generate(**batch, **options)
+
+    def _logits_and_labels(self, batch):
+        output = self.model(**batch, targets_only=True)
+        return output.logits, output.labels
+
+    @torch.inference_mode()
+    def prompt_embeddings(self, questions, *, batch_size=16) -> torch.Tensor:
+        """Mean of the soft-prompt vectors (alignment output over valid encoder positions)."""
+        pooled = []
+        for start in range(0, len(questions), batch_size):
+            batch = self._to_device(self.collator(self._examples(questions[start : start + batch_size])))
+            embeds, mask = self.model.soft_prompt(batch["encoder_input_ids"], batch["encoder_attention_mask"])
+            weights = mask.unsqueeze(-1).to(embeds.dtype)
+            pooled.append(((embeds * weights).sum(1) / weights.sum(1)).float().cpu())
+        return torch.cat(pooled)
+
+
+class CausalLMGenerator(_GeneratorBase):
+    """A plain causal LM (the `sft` baseline, or any HF LLM zero-shot): it reads the templated prompt."""
+
+    def __init__(self, model, tokenizer, *, prompt_template=None, name="llm", device=None, llm_prefix="",
+                 llm_suffix=""):
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        llm_prefix, llm_suffix = llm_affixes(tokenizer, prompt_template, llm_prefix, llm_suffix)
+        collator = CausalLMCollator(tokenizer, llm_prefix=llm_prefix, llm_suffix=llm_suffix)
+        super().__init__(model, collator, tokenizer, prompt_template, name, device)
+
+    def rendered_prompt(self, question: str) -> str:
+        return self.collator.prompt_text(format_prompt(self.prompt_template, question))
+
+    def _collate(self, examples, left_pad: bool) -> dict:
+        return self.collator(examples, left_pad=left_pad)
+
+    def _generate(self, batch, options) -> torch.Tensor:
+        options = dict(options, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+        if "stop_strings" in options:
+            options["tokenizer"] = self.tokenizer
+        output = self.model.generate(**batch, **options)
+        return output[:, batch["input_ids"].shape[1]:]
+
+    def _logits_and_labels(self, batch):
+        """Only the target window goes through the LM head (151k-token vocabularies make the rest costly)."""
+        labels = batch.pop("labels")
+        window = target_window(labels)
+        if window is None:
+            return self.model(**batch).logits, labels
+        return self.model(**batch, logits_to_keep=window).logits, labels[:, window]
+
+    @torch.inference_mode()
+    def prompt_embeddings(self, questions, *, batch_size=16) -> torch.Tensor:
+        """Mean of the LLM's input embeddings of the templated prompt."""
+        embed = self.model.get_input_embeddings()
+        pooled = []
+        for start in range(0, len(questions), batch_size):
+            batch = self._to_device(self.collator(self._examples(questions[start : start + batch_size])))
+            weights = batch["attention_mask"].unsqueeze(-1).float()
+            pooled.append(((embed(batch["input_ids"]).float() * weights).sum(1) / weights.sum(1)).cpu())
+        return torch.cat(pooled)
+
+
+BACKENDS = ("hf", "vllm")
+
+
+def load_generator(spec: str, *, prompt_template: str | None = None, device: str | None = None,
+                   dtype: str | None = None, backend: str = "hf", **backend_options) -> Generator:
+    """Build the right generator for a checkpoint directory, hub id or preset.
+
+    `backend="vllm"` decodes in a vLLM engine (`vllm_backend.VLLMGenerator`; options such as
+    `tensor_parallel_size` and `lora` go to it); `"hf"` is transformers' `generate`.
+    """
+    if backend not in BACKENDS:
+        raise LinguaLiftError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend == "vllm":
+        from lingualift.inference.vllm_engine import VLLMGenerator
+
+        return VLLMGenerator(str(spec), prompt_template=prompt_template, device=device, dtype=dtype,
+                             **backend_options)
+    if backend_options:
+        raise LinguaLiftError(f"options {', '.join(sorted(backend_options))} only apply to the vllm backend")
+    name = Path(str(spec)).name or str(spec)
+    if is_lingualift_checkpoint(spec):
+        model = LinguaLiftModel.from_pretrained(spec, dtype=dtype, merge_lora=True)
+        return BridgeGenerator(model, prompt_template=prompt_template, name=name, device=device)
+    metadata = {}
+    metadata_file = Path(str(spec)) / RUN_METADATA
+    if metadata_file.is_file():
+        metadata = json.loads(metadata_file.read_text())
+    model, tokenizer = components.load_component(spec, components.LLM, dtype=dtype, where="--model")
+    return CausalLMGenerator(
+        model, tokenizer, prompt_template=prompt_template or metadata.get("prompt_template"), name=name,
+        device=device, llm_prefix=metadata.get("llm_prefix", ""), llm_suffix=metadata.get("llm_suffix", ""),
+    )

@@ -1,0 +1,1 @@
+"""The model: encoder / LLM components, the language alignment layer, the composite LinguaLiftModel, the warm start."""

@@ -1,0 +1,220 @@
+"""Resolve an encoder or LLM *spec* to a model and its tokenizer.
+
+A spec is one of:
+- a preset name: `tiny-llama`, `tiny-qwen2`, `tiny-bert`, `tiny-t5` (small random models built from
+  configs, for tests and smoke runs), `default` (multilingual-e5-small / SmolLM2-135M-Instruct, built
+  from registry packages by `lingualift.tools.assets`), `gemma-270m`, `qwen2.5-coder-0.5b`;
+- a local directory or a hub id (any encoder: T5/mT5/umT5 encoders, BERT/XLM-R/e5, or a decoder-only
+  LM used through its last hidden state; any `AutoModelForCausalLM`) — there is no list of allowed names;
+- an already-built `PreTrainedModel` (then pass its tokenizer too).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import logging
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForTextEncoding,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
+from transformers.models.auto.modeling_auto import MODEL_FOR_TEXT_ENCODING_MAPPING_NAMES
+
+from lingualift.errors import LinguaLiftError
+
+logger = logging.getLogger(__name__)
+
+ENCODER, LLM = "encoder", "llm"
+TINY_SEED = 1234
+
+
+def byte_tokenizer(add_eos: bool) -> PreTrainedTokenizerFast:
+    """A 260-token byte-level tokenizer built in memory: no download, every script representable."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    vocab = {token: i for i, token in enumerate(specials)}
+    for char in sorted(pre_tokenizers.ByteLevel.alphabet()):  # the alphabet comes back in random order
+        vocab.setdefault(char, len(vocab))
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    if add_eos:  # encoder-style: <s> text </s>
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="<s> $A </s>", special_tokens=[("<s>", 1), ("</s>", 2)]
+        )
+    else:  # decoder-style: <s> text
+        tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+        model_max_length=4096,
+    )
+
+
+def _tiny_config(model_type: str, vocab_size: int):
+    common = dict(vocab_size=vocab_size, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    if model_type in ("llama", "qwen2"):
+        return AutoConfig.for_model(
+            model_type, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True, **common,
+        )
+    if model_type == "bert":
+        return AutoConfig.for_model(
+            "bert", hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=4096, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **common,
+        )
+    if model_type == "t5":
+        return AutoConfig.for_model(
+            "t5", d_model=48, d_kv=12, d_ff=96, num_layers=2, num_heads=4, dropout_rate=0.0,
+            decoder_start_token_id=0, **common,
+        )
+    raise ValueError(model_type)
+
+
+def _build_tiny(model_type: str, role: str):
+    tokenizer = byte_tokenizer(add_eos=role == ENCODER)
+    config = _tiny_config(model_type, len(tokenizer))
+    with torch.random.fork_rng(devices=[]):  # deterministic weights, caller's RNG untouched
+        torch.manual_seed(TINY_SEED)
+        model = _model_class(config, role).from_config(config)
+    model.name_or_path = f"tiny-{model_type}"
+    return model, tokenizer
+
+
+def _asset_dir(attribute: str) -> Callable[[], Path]:
+    def resolve() -> Path:
+        return getattr(importlib.import_module("lingualift.tools.assets"), attribute)()
+
+    return resolve
+
+
+# name -> role -> builder. A builder returns either a local HF directory or (model, tokenizer).
+PRESETS: dict[str, dict[str, Callable]] = {
+    "default": {ENCODER: _asset_dir("default_encoder_dir"), LLM: _asset_dir("default_llm_dir")},
+    "multilingual-e5-small": {ENCODER: _asset_dir("default_encoder_dir")},
+    "smollm2-135m-instruct": {LLM: _asset_dir("default_llm_dir"), ENCODER: _asset_dir("default_llm_dir")},
+    "gemma-270m": {LLM: _asset_dir("gemma_270m_dir"), ENCODER: _asset_dir("gemma_270m_dir")},
+    "qwen2.5-coder-0.5b": {LLM: _asset_dir("qwen_05b_dir"), ENCODER: _asset_dir("qwen_05b_dir")},
+    **{
+        f"tiny-{kind}": {role: functools.partial(_build_tiny, kind, role) for role in (ENCODER, LLM)}
+        for kind in ("llama", "qwen2")
+    },
+    **{f"tiny-{kind}": {ENCODER: functools.partial(_build_tiny, kind, ENCODER)} for kind in ("bert", "t5")},
+}
+
+
+def _model_class(config, role: str):
+    """Causal LM for the LLM; for the encoder, the encoder-only class (never mT5's unused decoder)."""
+    if role == LLM:
+        return AutoModelForCausalLM
+    if config.model_type in MODEL_FOR_TEXT_ENCODING_MAPPING_NAMES:
+        return AutoModelForTextEncoding
+    return AutoModel
+
+
+def _accepts(auto_class, config, argument: str) -> bool:
+    """Whether the concrete model class an Auto class picks for `config` takes `argument` in __init__."""
+    concrete = auto_class._model_mapping.get(type(config), None)
+    return concrete is not None and argument in inspect.signature(concrete.__init__).parameters
+
+
+def is_preset(spec) -> bool:
+    return isinstance(spec, str) and spec in PRESETS
+
+
+def load_component(
+    spec: str | Path | nn.Module,
+    role: str,
+    *,
+    tokenizer=None,
+    dtype: torch.dtype | str | None = None,
+    where: str | None = None,
+):
+    """Return `(model, tokenizer)` for an encoder or LLM spec; `where` names the config field in errors."""
+    label = where or f"{role} spec"
+    if isinstance(spec, nn.Module):
+        if tokenizer is None:
+            name = getattr(spec, "name_or_path", "")
+            if not name:
+                raise LinguaLiftError(f"{label}: a model object was given without its tokenizer; pass tokenizer=")
+            tokenizer = _load_tokenizer(name, label)
+        return spec, tokenizer
+    spec = str(spec)
+    if spec in PRESETS:
+        builders = PRESETS[spec]
+        if role not in builders:
+            raise LinguaLiftError(f"{label}: preset {spec!r} has no {role} (it offers: {', '.join(builders)})")
+        built = builders[role]()
+        if isinstance(built, tuple):
+            model, built_tokenizer = built
+            return _cast(model, dtype), tokenizer or built_tokenizer
+        spec = str(built)
+    config = _load_config(spec, label)
+    kwargs = {"dtype": _as_dtype(dtype)} if dtype is not None else {}
+    model_class = _model_class(config, role)
+    if role == ENCODER and _accepts(model_class, config, "add_pooling_layer"):
+        kwargs["add_pooling_layer"] = False  # only hidden states are used; e5-style checkpoints have no pooler
+    try:
+        model = model_class.from_pretrained(spec, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise LinguaLiftError(f"{label}: cannot load {role} weights from {spec!r}: {_first_line(exc)}") from None
+    return model, tokenizer or _load_tokenizer(spec, label)
+
+
+def _load_config(spec: str, label: str):
+    try:
+        return AutoConfig.from_pretrained(spec)
+    except (OSError, ValueError) as exc:
+        presets = ", ".join(PRESETS)
+        raise LinguaLiftError(
+            f"{label}: {spec!r} is not a preset ({presets}), a local model directory, or a hub id available "
+            f"offline ({_first_line(exc)})"
+        ) from None
+
+
+def _load_tokenizer(spec: str, label: str):
+    try:
+        return AutoTokenizer.from_pretrained(spec)
+    except (OSError, ValueError) as exc:
+        raise LinguaLiftError(f"{label}: cannot load a tokenizer from {spec!r}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+                "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}[dtype]
+    except KeyError:
+        raise LinguaLiftError(f"unknown dtype {dtype!r} (use fp32, bf16 or fp16)") from None
+
+
+def _cast(model: PreTrainedModel, dtype) -> PreTrainedModel:
+    dtype = _as_dtype(dtype)
+    return model.to(dtype) if dtype is not None else model
+
+
+def hidden_size(config) -> int:
+    """Width of a model's hidden states, across naming conventions (hidden_size, d_model, n_embd)."""
+    config = getattr(config, "text_config", None) or config
+    for name in ("hidden_size", "d_model", "n_embd"):
+        value = getattr(config, name, None)
+        if value:
+            return int(value)
+    raise LinguaLiftError(f"cannot tell the hidden size of a {type(config).__name__}")

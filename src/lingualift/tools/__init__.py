@@ -1,0 +1,1 @@
+"""Tools around the method: the embedded default models (assets), the benchmark, the interactive page."""

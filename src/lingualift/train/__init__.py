@@ -1,0 +1,1 @@
+"""Training: the YAML schema, per-stage freeze policies, the one training loop."""
