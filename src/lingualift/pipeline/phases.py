@@ -44,7 +44,7 @@ import yaml
 
 from lingualift import __version__
 from lingualift.checkpoint import exclusive_lock
-from lingualift.train.config import read_yaml_with_overrides
+from lingualift.schema import read_yaml
 from lingualift.errors import LinguaLiftError
 from lingualift.io import atomic_write, iter_jsonl, read_json, write_json, write_jsonl
 from lingualift.paths import resolve_config
@@ -100,7 +100,7 @@ _FREE_FORM = {"stage1", "stage2", "data.codeswitch"}
 def load_pipeline_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> dict:
     """Read a pipeline YAML, apply `--set key=value` overrides and check it against the schema."""
     path = resolve_config(path or DEFAULT_CONFIG, "pipeline")
-    raw = read_yaml_with_overrides(path, overrides)
+    raw = read_yaml(path, overrides)
     config = _merge(copy.deepcopy(DEFAULTS), raw, str(path), "")
     _check(config, str(path))
     return config

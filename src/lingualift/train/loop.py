@@ -32,7 +32,7 @@ from transformers import get_scheduler
 
 from lingualift.model import components
 from lingualift.checkpoint import replace_directory
-from lingualift.train.config import TrainConfig
+from lingualift.train.config import TrainConfig, check_files
 from lingualift.data.instructions import BridgeCollator, CausalLMCollator, build_examples, read_instructions
 from lingualift.errors import LinguaLiftError
 from lingualift.inference.generators import RUN_METADATA
@@ -217,6 +217,7 @@ class Trainer:
     """Runs one config: build, freeze, optimise, log, checkpoint, save."""
 
     def __init__(self, config: TrainConfig):
+        check_files(config)
         self.config = config
         self.stage, self.policy = policy_for(config.method, config.stage, config.source)
         training = config.training

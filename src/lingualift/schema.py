@@ -1,0 +1,276 @@
+"""One configuration mechanism: dataclasses whose fields carry their help and their valid range.
+
+Every setting of the project — training configs, the pipeline config, the code-switching block, the bench —
+is a dataclass built with `option(...)`. The same declaration then drives:
+
+- `from_dict(cls, raw, source)`: YAML / dict in, a checked instance out. Unknown keys get a did-you-mean,
+  wrong types and out-of-range values one line naming the file and the key
+  (`config.yaml: training.max_steps: must be at least 1, got 0`).
+- `check(instance, source)`: the same type and range checks on an instance built in code.
+- `add_arguments(parser, cls)` / `overrides_from_args(args, cls)`: command-line flags with the field's help.
+- `read_yaml(path, overrides)`: a YAML mapping with `--set a.b=value` overrides applied, errors with line numbers.
+
+Schema checks never touch the file system: whether `data.train` exists is the caller's concern, checked
+separately, so a config can be validated completely before any file or model is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import math
+import os
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lingualift.errors import LinguaLiftError
+
+_FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str = "", default_factory: Any = dataclasses.MISSING,
+           min: float | None = None, max: float | None = None, above: float | None = None,
+           below: float | None = None, choices: tuple | None = None, null: str | None = None) -> Any:
+    """A dataclass field with its help text and valid values.
+
+    `min`/`max` are inclusive bounds, `above`/`below` exclusive ones, `choices` the allowed values;
+    `null` says what `None` means when the field is optional (shown in the error, e.g. "null for all").
+    """
+    metadata = {"help": help, "min": min, "max": max, "above": above, "below": below, "choices": choices,
+                "null": null}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def schema_fields(cls) -> list[dataclasses.Field]:
+    """The fields that are settings (`init=True`); runtime attributes are declared with `init=False`."""
+    return [f for f in dataclasses.fields(cls) if f.init]
+
+
+def from_dict(cls, raw: Any, source: str, prefix: str = ""):
+    """Build `cls` from a mapping, checking keys, types and ranges; errors name `source: prefix.key`."""
+    if not isinstance(raw, dict):
+        raise LinguaLiftError(f"{source}: {prefix.rstrip('.') or 'top level'}: expected a mapping, got {raw!r}")
+    fields = {f.name: f for f in schema_fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in raw.items():
+        where = f"{prefix}{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else f" (known: {', '.join(fields)})"
+            raise LinguaLiftError(f"{source}: {where}: unknown key{hint}")
+        kwargs[key] = coerce(hints[key], value, source, where)
+    missing = [f"{prefix}{f.name}" for f in fields.values() if f.name not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise LinguaLiftError(f"{source}: {missing[0]} is required")
+    instance = cls(**kwargs)
+    check(instance, source, prefix, nested=False)
+    return instance
+
+
+def coerce(annotation, value: Any, source: str, where: str):
+    """`value` as `annotation` (a dataclass, a union, a scalar, a typed dict / list / tuple), or a clear error."""
+    if dataclasses.is_dataclass(annotation):
+        return from_dict(annotation, value if value is not None else {}, source, f"{where}.")
+    options = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
+    if value is None and type(None) in options:
+        return None
+    for option_type in options:
+        base = typing.get_origin(option_type) or option_type
+        args = typing.get_args(option_type)
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if base is float and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            return float(value)  # `1e-3`: YAML 1.1 wants `1.0e-3` for a float
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if base in (str, bool) and isinstance(value, base):
+            return value
+        if base is dict and isinstance(value, dict):
+            if len(args) == 2:
+                return {k: coerce(args[1], v, source, f"{where}.{k}") for k, v in value.items()}
+            return value
+        if base in (list, tuple) and isinstance(value, (list, tuple)):
+            item = args[0] if args else Any
+            items = [value_ if item is Any else coerce(item, value_, source, f"{where}[{i}]")
+                     for i, value_ in enumerate(value)]
+            return tuple(items) if base is tuple else items
+        if option_type is Any:
+            return value
+    expected = " or ".join(_type_name(o) for o in options)
+    raise LinguaLiftError(f"{source}: {where}: expected {expected}, got {value!r}")
+
+
+def check(instance, source: str, prefix: str = "", nested: bool = True) -> None:
+    """Every field of `instance` within its declared range / choices (recursively into nested settings)."""
+    for f in schema_fields(type(instance)):
+        value = getattr(instance, f.name)
+        where = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            if nested:
+                check(value, source, f"{where}.")
+            continue
+        for item_where, item in _scalars(where, value):
+            rule = _violated_rule(f.metadata, item)
+            if rule:
+                raise LinguaLiftError(f"{source}: {item_where}: must be {rule}, got {item!r}")
+
+
+def _scalars(where: str, value):
+    """The value itself, or each value of a dict / list (e.g. per-language weights share one range)."""
+    if isinstance(value, dict):
+        return [(f"{where}.{k}", v) for k, v in value.items()]
+    if isinstance(value, (list, tuple)):
+        return [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+    return [(where, value)]
+
+
+def _violated_rule(meta: dict, value) -> str | None:
+    if value is None:
+        return None
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        return "one of " + ", ".join(map(str, meta["choices"]))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    bounds = [(meta.get("min"), lambda v, b: v >= b, "at least {}"), (meta.get("above"), lambda v, b: v > b, "above {}"),
+              (meta.get("max"), lambda v, b: v <= b, "at most {}"), (meta.get("below"), lambda v, b: v < b, "below {}")]
+    broken = (isinstance(value, float) and not math.isfinite(value)) \
+        or any(bound is not None and not ok(value, bound) for bound, ok, _ in bounds)
+    if not broken:
+        return None
+    rule = " and ".join(text.format(bound) for bound, _, text in bounds if bound is not None) or "a finite number"
+    return rule + (f" (or null {meta['null']})" if meta.get("null") else "")
+
+
+def to_dict(instance) -> dict:
+    """The settings of `instance` as plain YAML-able data (tuples as lists)."""
+    out = {}
+    for f in schema_fields(type(instance)):
+        value = getattr(instance, f.name)
+        out[f.name] = to_dict(value) if dataclasses.is_dataclass(value) else \
+            list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def describe(cls, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+    """(key, type, default, help) for every setting, nested sections flattened (`training.lora.r`)."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in schema_fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows += describe(hints[f.name], f"{prefix}{f.name}.")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else \
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        rows.append((f"{prefix}{f.name}", _type_name(hints[f.name]), default, f.metadata.get("help", "")))
+    return rows
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    """One `--flag` per scalar / list setting of `cls`, with the field's help; unset flags stay None."""
+    hints = typing.get_type_hints(cls)
+    for f in schema_fields(cls):
+        if f.name in skip or dataclasses.is_dataclass(hints[f.name]):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        annotation = hints[f.name]
+        options = [o for o in (typing.get_args(annotation) if _is_union(annotation) else (annotation,))
+                   if o is not type(None)]
+        base = typing.get_origin(options[0]) or options[0]
+        default = f.default if f.default is not dataclasses.MISSING else \
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        text = f.metadata.get("help", "")
+        if base is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"{text} (default: {default})")
+            continue
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        parser.add_argument(flag, default=None, metavar=f.name.upper(), help=f"{text} (default: {shown})"
+                            + (" (comma-separated)" if base in (list, tuple) else ""))
+
+
+def overrides_from_args(args: argparse.Namespace, cls) -> dict:
+    """The settings given on the command line (flags from `add_arguments`), as raw values for `from_dict`."""
+    hints = typing.get_type_hints(cls)
+    raw = {}
+    for f in schema_fields(cls):
+        value = getattr(args, f.name, None)
+        if value is None:
+            continue
+        annotation = hints[f.name]
+        options = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
+        if isinstance(value, str) and any((typing.get_origin(o) or o) in (list, tuple) for o in options):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        elif isinstance(value, str):
+            value = yaml.safe_load(value) if value.strip() else value
+            value = value if not isinstance(value, (dict, list)) else getattr(args, f.name)
+        raw[f.name] = _typed_items(value, options)
+    return raw
+
+
+def _typed_items(value, options):
+    """`--eval-batch-sizes 1,8` gives strings; parse each item as YAML when the field holds numbers."""
+    if isinstance(value, list):
+        item_types = {t for o in options for t in typing.get_args(o)}
+        if item_types & {int, float}:
+            return [yaml.safe_load(v) for v in value]
+    return value
+
+
+def read_yaml(path: str | os.PathLike, overrides: list[str] | None = None) -> dict:
+    """Read a YAML mapping and apply `--set a.b=value` overrides; errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise LinguaLiftError(f"config file not found: {path}")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise LinguaLiftError(f"{path}:{line}: not valid UTF-8; re-encode the file as UTF-8") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise LinguaLiftError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise LinguaLiftError(f"{path}: the top level must be a mapping of sections")
+    for override in overrides or []:
+        apply_override(raw, override, str(path))
+    return raw
+
+
+def apply_override(raw: dict, override: str, source: str) -> None:
+    """`section.key=value` (value parsed as YAML) into the nested mapping `raw`."""
+    if "=" not in override:
+        raise LinguaLiftError(f"--set {override!r}: expected section.key=value")
+    key, value = override.split("=", 1)
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise LinguaLiftError(f"--set {key}: {part} is not a section in {source}")
+    node[parts[-1]] = yaml.safe_load(value) if value != "" else ""
+
+
+def _is_union(annotation) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def _type_name(annotation) -> str:
+    if _is_union(annotation):
+        return " or ".join(_type_name(a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return "null"
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
