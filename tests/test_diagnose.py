@@ -9,7 +9,8 @@ import pytest
 from fakes import FakeGenerator
 
 from lingualift.cli import main
-from lingualift.eval.diagnose import diagnose, english_solution, retrieval_accuracy, transfer_diagnostic
+from lingualift.data.gsm8k import english_solution
+from lingualift.eval.diagnose import diagnose, retrieval_accuracy, transfer_diagnostic
 from lingualift.errors import LinguaLiftError
 
 

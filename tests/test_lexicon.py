@@ -195,12 +195,12 @@ def test_induction_from_seeds_recovers_a_rotated_language():
     src_words, src, tgt_words, tgt, reference = synthetic_languages()
     result = lx.induce("xx", src_words, src, tgt_words, tgt, init="seeds", refinements=2, max_rank=800)
     assert len(result.seeds) == 40 and result.refinement_sizes[-1] > 700
-    score = lx.evaluate(result.lexicon, reference, exclude=[w for w, _ in result.seeds])
+    score = lx.score_lexicon(result.lexicon, reference, exclude=[w for w, _ in result.seeds])
     assert score.n == 760 and score.excluded == 40
     assert score.p_at_1 > 0.95
     # identity is meaningless for separately trained spaces: refinement cannot rescue it
     identity = lx.induce("xx", src_words, src, tgt_words, tgt, init="identity", refinements=1, max_rank=800)
-    assert lx.evaluate(identity.init_lexicon, reference).p_at_1 < 0.1
+    assert lx.score_lexicon(identity.init_lexicon, reference).p_at_1 < 0.1
 
 
 def test_adversarial_init_returns_an_orthogonal_map():
@@ -220,11 +220,11 @@ def test_evaluate_counts_missing_entries_as_wrong_and_restricts_vocab():
     predicted.add("cat", "hund")
     predicted.add("cat", "katze", 2)
     predicted.add("7", "7")
-    result = lx.evaluate(predicted, reference, exclude=["7"], target_vocab={"hund", "katze", "haus", "7"})
+    result = lx.score_lexicon(predicted, reference, exclude=["7"], target_vocab={"hund", "katze", "haus", "7"})
     assert (result.n, result.excluded) == (3, 1)  # `rare` is out of vocabulary, `7` is a seed
     assert result.p_at_1 == pytest.approx(1 / 3) and result.p_at_5 == pytest.approx(2 / 3)
     with pytest.raises(LinguaLiftError, match="no reference pairs"):
-        lx.evaluate(predicted, reference, source_vocab=["zebra"])
+        lx.score_lexicon(predicted, reference, source_vocab=["zebra"])
 
 
 def test_induce_rejects_empty_word_lists():

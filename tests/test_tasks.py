@@ -3,6 +3,7 @@ table and one-line errors for bad input."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections import Counter
@@ -11,6 +12,7 @@ import pytest
 
 from lingualift.eval import tasks
 from lingualift.errors import LinguaLiftError
+from lingualift.io import file_sha256
 from lingualift.eval.tasks import MMWP_LANGUAGES, TASKS, get_task, load_examples, parse_task_langs, tier_of, tier_table
 
 
@@ -155,7 +157,7 @@ def test_download_checks_sha256(tmp_path, monkeypatch):
     monkeypatch.setattr(tasks.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(payload))
     with pytest.raises(LinguaLiftError, match="checksum mismatch"):
         load_examples("mgsm", "de", None, download=True)
-    monkeypatch.setattr(tasks, "_checksums", lambda: {"mgsm/mgsm_de.tsv": tasks.hashlib.sha256(payload).hexdigest()})
+    monkeypatch.setattr(tasks, "_checksums", lambda: {"mgsm/mgsm_de.tsv": hashlib.sha256(payload).hexdigest()})
     (example,) = load_examples("mgsm", "de", None, download=True)
     assert example.gold == "1"
     assert (tmp_path / "cache" / "data" / "mgsm" / "mgsm_de.tsv").is_file()
@@ -178,4 +180,4 @@ def test_real_mgsm_and_mmwp(shared_data):
 
 def test_real_files_match_pinned_checksums(shared_data):
     for relpath, digest in tasks._checksums().items():
-        assert tasks._sha256(shared_data / relpath) == digest, relpath
+        assert file_sha256(shared_data / relpath) == digest, relpath

@@ -12,7 +12,7 @@ import time
 import torch
 
 from lingualift.data.instructions import BridgeCollator, Example, read_instructions
-from lingualift.eval.diagnose import english_solution
+from lingualift.data.gsm8k import english_solution
 from lingualift.model.modeling import LinguaLiftModel
 from lingualift.train.stages import apply_freeze_policy
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lingualift.data.codeswitch import CodeSwitchSettings, codeswitch_records
 from lingualift.data.instructions import read_instructions
-from lingualift.eval.diagnose import english_solution
+from lingualift.data.gsm8k import english_solution
 from lingualift.io import write_jsonl
 
 LANGS = ["de", "es", "fr", "ru", "zh", "ja", "th", "bn"]

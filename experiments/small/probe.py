@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from lingualift.data.instructions import Example, read_instructions
-from lingualift.eval.diagnose import english_solution
+from lingualift.data.gsm8k import english_solution
 from lingualift.inference.generators import CausalLMGenerator
 from stage1 import build_stage1, truncate_targets
 

@@ -30,7 +30,8 @@ from tqdm import tqdm
 
 from lingualift.data.codeswitch import CodeSwitcher, CodeSwitchSettings
 from lingualift.data.instructions import Example, read_instructions
-from lingualift.eval.diagnose import MGSM_LANGUAGES, _gsm8k_solutions, english_solution
+from lingualift.data.gsm8k import english_solution
+from lingualift.eval.diagnose import MGSM_LANGUAGES, _gsm8k_solutions
 from lingualift.inference.generators import CausalLMGenerator
 from lingualift.io import write_json
 from lingualift.eval.tasks import load_examples

@@ -7,6 +7,7 @@ file behind; readers report the exact file and line of a malformed record.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -109,3 +110,12 @@ def read_json(path: str | os.PathLike) -> Any:
         raise LinguaLiftError(f"{path}: not valid UTF-8 ({exc.reason}); re-encode the file as UTF-8") from None
     except json.JSONDecodeError as exc:
         raise LinguaLiftError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks (data downloads, pipeline fingerprints)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

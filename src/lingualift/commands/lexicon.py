@@ -120,7 +120,7 @@ def _induce(args) -> int:
             scores = {}
             lexicons = {"init_nn": result.init_nn_lexicon, "init": result.init_lexicon, "refined": result.lexicon}
             for name, lexicon in lexicons.items():
-                scores[name] = lx.evaluate(lexicon, references[lang], exclude=seeds.entries,
+                scores[name] = lx.score_lexicon(lexicon, references[lang], exclude=seeds.entries,
                                            source_vocab=src_words, target_vocab=tgt_words).as_dict()
             entry["eval"] = scores
             rows.append((lang, len(result.seeds), scores["refined"]["n"], scores["init_nn"]["p@1"],
@@ -152,7 +152,7 @@ def _eval(args) -> int:
         if not args.keep_english:
             target = [word for word, keep in zip(target, lx.native_mask(target, lang)) if keep]
         vocab = {"source_vocab": lx.word_list("en", args.words), "target_vocab": target}
-    result = lx.evaluate(predicted, reference, exclude=exclude, **vocab)
+    result = lx.score_lexicon(predicted, reference, exclude=exclude, **vocab)
     print(f"en-{lang}: P@1 {result.p_at_1:.3f}  P@5 {result.p_at_5:.3f}  over {result.n} reference words "
           f"({result.excluded} seed words excluded)")
     return 0

@@ -486,7 +486,7 @@ def mutual_csls_pairs(src: np.ndarray, tgt: np.ndarray, max_rank: int = 15000, k
 
 
 @dataclass
-class EvalResult:
+class LexiconScore:
     """Precision@k of a lexicon against a reference, over `n` reference source words."""
 
     p_at_1: float
@@ -498,13 +498,13 @@ class EvalResult:
         return {"p@1": self.p_at_1, "p@5": self.p_at_5, "n": self.n, "excluded_seeds": self.excluded}
 
 
-def evaluate(
+def score_lexicon(
     predicted: Lexicon,
     reference: Lexicon,
     exclude: Iterable[str] = (),
     source_vocab: Iterable[str] | None = None,
     target_vocab: Iterable[str] | None = None,
-) -> EvalResult:
+) -> LexiconScore:
     """P@1 / P@5: a source word counts if one of its top-k predictions is a reference translation.
 
     Queries are the reference's source words minus `exclude` (seed words: scoring them would reward
@@ -533,7 +533,7 @@ def evaluate(
         raise LinguaLiftError(
             f"no reference pairs to evaluate en-{predicted.lang} on (check the language and vocabularies)"
         )
-    return EvalResult(hits1 / n, hits5 / n, n, skipped)
+    return LexiconScore(hits1 / n, hits5 / n, n, skipped)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,27 +14,18 @@
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from lingualift.data.gsm8k import english_solution
 from lingualift.errors import LinguaLiftError
 from lingualift.io import iter_jsonl
 from lingualift.eval.report import markdown_table, order_by_tier, pct, tier_bar_chart, write_report
 from lingualift.eval.tasks import MGSM_LANGUAGES, MMWP_LANGUAGES, data_file, get_task, load_examples, tier_of
 
 log = logging.getLogger(__name__)
-
-_CALC = re.compile(r"<<[^>]*>>")
-
-
-def english_solution(gsm8k_answer: str) -> str:
-    """GSM8K's worked solution without calculator annotations, ending MetaMath-style ("The answer is: N")."""
-    body, _, final = _CALC.sub("", gsm8k_answer).rpartition("####")
-    return f"{body.strip()}\nThe answer is: {final.strip()}" if body else gsm8k_answer.strip()
-
 
 def _gsm8k_solutions(data_dir, n: int, download: bool) -> list[str]:
     path = data_file(get_task("gsm8k"), "en", data_dir, download)

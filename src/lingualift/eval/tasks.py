@@ -11,7 +11,6 @@ on first download). Resource tiers come from `resources/mmwp_tiers.tsv` (Common 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import urllib.request
@@ -22,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
+from lingualift.data.gsm8k import final_answer
 from lingualift.errors import LinguaLiftError
 from lingualift.eval.extraction import (
     XCSQA_LABELS,
@@ -32,7 +32,7 @@ from lingualift.eval.extraction import (
     numbers_match,
     parse_gold_number,
 )
-from lingualift.io import atomic_write, iter_jsonl, read_json, write_json
+from lingualift.io import atomic_write, file_sha256, iter_jsonl, read_json, write_json
 from lingualift.paths import cache_dir, find_data_dir
 
 log = logging.getLogger(__name__)
@@ -160,8 +160,8 @@ def _read_jsonl_fields(question_key: str, answer_key: str) -> Callable[[Path, st
                 if not isinstance(record.get(key), (str, int, float)):
                     raise LinguaLiftError(f"{path}:{line_number}: missing or invalid field {key!r}")
             answer = str(record[answer_key])
-            if answer_key == "answer" and "####" in answer:  # GSM8K: worked solution ending in "#### N"
-                answer = answer.rsplit("####", 1)[1]
+            if answer_key == "answer":
+                answer = final_answer(answer)  # GSM8K: a worked solution ending in "#### N"
             where = f"{path}:{line_number}: field {answer_key!r}"
             gold = _gold_number(answer, where)
             examples.append(Example(f"{lang}-{len(examples)}", lang, str(record[question_key]), gold))
@@ -301,14 +301,6 @@ def _checksums() -> dict[str, str]:
     return json.loads(resources.files("lingualift").joinpath("resources/checksums.json").read_text("utf-8"))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 DIGESTS = "digests.json"  # in the download cache: relpath -> sha256 recorded when the file was downloaded
 MAX_DOWNLOAD_BYTES = 2 << 30  # a download, and an archive's extracted size, may not exceed 2 GiB
 
@@ -333,7 +325,7 @@ def verify_cached(root: Path, relpath: str) -> None:
     A cached file without a record (downloaded by an older version) is recorded now (trust on first use).
     """
     path = root / relpath
-    actual = _sha256(path)
+    actual = file_sha256(path)
     expected = _checksums().get(relpath) or _recorded_digests(root).get(relpath)
     if expected is None:
         log.warning("%s: no recorded digest; recording sha256 %s now (trust on first use)", path, actual)
@@ -373,7 +365,7 @@ def _download(task: Task, lang: str, root: Path) -> None:
         raise
     name = Path(url).name if task.archive else relpath
     expected = _checksums().get(name)
-    actual = _sha256(partial)
+    actual = file_sha256(partial)
     if expected and actual != expected:
         partial.unlink()
         raise LinguaLiftError(f"checksum mismatch for {url}: sha256 {actual}, expected {expected}")
@@ -398,7 +390,7 @@ def _download(task: Task, lang: str, root: Path) -> None:
                 with atomic_write(destination, "wb") as out, archive.open(member) as source:
                     while block := source.read(1 << 20):
                         out.write(block)
-                recorded[destination.relative_to(root.resolve()).as_posix()] = _sha256(destination)
+                recorded[destination.relative_to(root.resolve()).as_posix()] = file_sha256(destination)
     except zipfile.BadZipFile as exc:
         raise LinguaLiftError(f"{target}: not a zip archive ({exc}); delete it and retry") from None
     finally:
