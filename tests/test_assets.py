@@ -14,7 +14,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from lingualift.tools import assets, cli
+from lingualift import cli
+from lingualift.tools import assets
 from lingualift.errors import LinguaLiftError
 
 pytestmark = pytest.mark.assets

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from lingualift.tools import bench, cli
+from lingualift import cli
+from lingualift.tools import bench
 from lingualift.errors import LinguaLiftError
 
 TINY = dict(encoder="tiny-bert", llm="tiny-llama", device="cpu", batch_size=2, encoder_length=8, target_length=6,
