@@ -134,3 +134,36 @@ def test_unresolvable_model_spec_is_a_user_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(LinguaLiftError, match="not a preset"):
         LinguaLiftModel.from_components("no-such/encoder", "tiny-llama")
+
+
+def test_preset_registry():
+    """Tiny presets are registered by `components`, asset-backed ones by `tools.assets` (on the first lookup,
+    never when `components` is imported); bench-style temporary presets vanish after their block."""
+    import subprocess
+    import sys
+
+    from lingualift.model import components
+    from lingualift.tools import assets
+
+    code = ("import sys; from lingualift.model import components; before = 'lingualift.tools.assets' in sys.modules; "
+            "names = list(components.presets()); print(before, 'default' in names, 'tiny-llama' in names)")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert shown == ["False", "True", "True"]
+    registered = components.presets()
+    assert registered["default"] == {components.ENCODER: assets.default_encoder_dir,
+                                     components.LLM: assets.default_llm_dir}
+    with pytest.raises(LinguaLiftError, match="preset 'tiny-bert' has no llm"):
+        components.load_component("tiny-bert", components.LLM)
+    with pytest.raises(ValueError, match="roles"):
+        components.register_preset("bad", decoder=lambda: None)
+
+    def build():
+        return components.load_component("tiny-llama", components.LLM)
+
+    with components.temporary_presets(**{"test-llm": {components.LLM: build}}):
+        model, _ = components.load_component("test-llm", components.LLM)
+        assert model.name_or_path == "tiny-llama" and components.is_preset("test-llm")
+        with pytest.raises(ValueError, match="replace registered"):
+            with components.temporary_presets(**{"tiny-llama": {components.LLM: build}}):
+                pass
+    assert not components.is_preset("test-llm") and components.is_preset("tiny-llama")

@@ -180,7 +180,7 @@ class VLLMGenerator:
 
         metadata = _read_metadata(self.spec)
         llm_dir = self._plain_dir(self.spec)
-        tokenizer = components._load_tokenizer(str(llm_dir), "--model")
+        tokenizer = components.load_tokenizer(str(llm_dir), "--model")
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.bridge = False
@@ -196,9 +196,7 @@ class VLLMGenerator:
         (tiny random models) are written to the scratch folder together with their tokenizer."""
         spec = str(spec)
         if components.is_preset(spec):
-            if components.LLM not in components.PRESETS[spec]:
-                raise LinguaLiftError(f"--model: preset {spec!r} has no LLM")
-            built = components.PRESETS[spec][components.LLM]()
+            built = components.build_preset(spec, components.LLM, "--model")
             if not isinstance(built, tuple):
                 return Path(built)
             model, tokenizer = built

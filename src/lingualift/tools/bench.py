@@ -598,14 +598,10 @@ def paper_presets(settings: BenchSettings, device: torch.device):
                 model = MT5EncoderModel._from_config(encoder_config, dtype=torch.bfloat16)
         return model, tokenizer
 
-    names = {"paper-llama2-7b": {components.LLM: lambda: build(components.LLM)},
-             "paper-mt5-xl": {components.ENCODER: lambda: build(components.ENCODER)}}
-    components.PRESETS.update(names)
-    try:
+    presets = {"paper-llama2-7b": {components.LLM: functools.partial(build, components.LLM)},
+               "paper-mt5-xl": {components.ENCODER: functools.partial(build, components.ENCODER)}}
+    with components.temporary_presets(**presets):
         yield "paper-mt5-xl", "paper-llama2-7b"
-    finally:
-        for name in names:
-            components.PRESETS.pop(name, None)
 
 
 # ---------------------------------------------------------------------------------------------- driver
