@@ -33,7 +33,8 @@ from transformers import get_scheduler
 from lingualift.model import components
 from lingualift.checkpoint import replace_directory
 from lingualift.train.config import TrainConfig
-from lingualift.data.instructions import BridgeCollator, CausalLMCollator, build_examples, read_instructions
+from lingualift.data.collate import Batch, BridgeCollator, CausalLMCollator
+from lingualift.data.instructions import build_examples, read_instructions
 from lingualift.errors import LinguaLiftError
 from lingualift.inference.generators import RUN_METADATA
 from lingualift.io import atomic_write, read_json, write_json
@@ -379,9 +380,9 @@ class Trainer:
             logger.warning("resume_override: %s keeps the checkpoint's learning rates", type(scheduler).__name__)
 
     # ------------------------------------------------------------------ loop
-    def _micro_batch(self, index: int) -> dict:
-        batch = self.collator([self.examples[i] for i in self.batches.indices(index)])
-        return {key: value.to(self.accelerator.device) for key, value in batch.items()}
+    def _micro_batch(self, index: int) -> Batch:
+        examples = [self.examples[i] for i in self.batches.indices(index)]
+        return self.collator(examples).to(self.accelerator.device)
 
     def train(self) -> Path:
         training = self.config.training
@@ -474,16 +475,16 @@ class Trainer:
         with atomic_write(path) as handle:
             handle.writelines(kept)
 
-    def optimizer_step(self, micro_batches: list[dict], trainable: list[torch.nn.Parameter]) -> tuple[float, int]:
+    def optimizer_step(self, micro_batches: list[Batch], trainable: list[torch.nn.Parameter]) -> tuple[float, int]:
         """Forward/backward every micro-batch, then one optimiser step; returns (loss, tokens). `bench` times this."""
         total_loss, tokens = 0.0, 0
         for micro, batch in enumerate(micro_batches):
             sync = micro == len(micro_batches) - 1
             with self.accelerator.autocast(), (contextlib.nullcontext() if sync else self.accelerator.no_sync(self.model)):
-                loss = self.model(**batch, **self._forward_options).loss / len(micro_batches)
+                loss = self.model(**batch.model_inputs(), **self._forward_options).loss / len(micro_batches)
                 self.accelerator.backward(loss)
             total_loss += loss.item()
-            tokens += int(sum(v.sum() for k, v in batch.items() if k.endswith("mask")))
+            tokens += batch.num_tokens
         if self.config.training.max_grad_norm:
             self.accelerator.clip_grad_norm_(trainable, self.config.training.max_grad_norm)
         self.optimizer.step()
