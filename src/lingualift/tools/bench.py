@@ -340,7 +340,7 @@ def bench_training_stage(settings: BenchSettings, name: str, workdir: Path, rate
     trainer = Trainer(_train_config(settings, name, workdir))
     model = trainer.unwrapped
     device = trainer.accelerator.device
-    collator = trainer.collator
+    collator = trainer.target.collator
     if isinstance(collator, CausalLMCollator):
         collator.max_length = settings.encoder_length  # the sft LLM reads the prompt itself
     examples = [Example(FILLER, FILLER)] * settings.batch_size
@@ -348,7 +348,7 @@ def bench_training_stage(settings: BenchSettings, name: str, workdir: Path, rate
     batch = collator(examples).to(device)
     trainable = [p for p in trainer.model.parameters() if p.requires_grad]
     trainer.model.train()
-    trainer._keep_frozen_in_eval()
+    trainer.keep_frozen_in_eval()
     bridge = isinstance(model, LinguaLiftModel)
     if bridge:
         with torch.no_grad():
