@@ -281,10 +281,10 @@ def _invariance_prompts(count: int) -> list[str]:
 def _greedy(model, generator, questions: list[str], new_tokens: int):
     import torch
 
-    batch = generator._to_device(generator._collate(generator._examples(questions), left_pad=True))
+    batch = generator.prepare_batch(questions, left_pad=True)
     with torch.inference_mode():
-        output = model.generate(**batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                                output_logits=True, return_dict_in_generate=True)
+        output = model.generate(**batch.model_inputs(), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                do_sample=False, output_logits=True, return_dict_in_generate=True)
     return output.sequences.cpu(), [step.float().cpu() for step in output.logits]
 
 

@@ -68,7 +68,7 @@ def test_paper_shapes_code_path_runs_on_cpu_with_few_layers(tmp_path):
     assert [row["stage"] for row in report["training"]] == ["align", "task-lora", "sft"]
     assert all(row["tokens_per_s"] > 0 for row in report["training"])
     assert report["generation"][1]["peak_memory_mb"] > 0
-    assert "paper-" not in " ".join(bench.components.PRESETS)  # the temporary presets are gone
+    assert "paper-" not in " ".join(bench.components.presets())  # the temporary presets are gone
 
 
 def test_backend_comparison_reports_every_backend_and_dtype(tmp_path):

@@ -1,14 +1,16 @@
-"""Instruction formats, stage-1 target modes and the collators' segments."""
+"""Instruction formats, stage-1 target modes, the collators' segments and the batches they return."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 
 import pytest
 
 from lingualift.model.components import byte_tokenizer
-from lingualift.data.instructions import (BridgeCollator, CausalLMCollator, Example, build_examples, normalize_record,
-                             read_instructions)
+from lingualift.data.collate import BridgeBatch, BridgeCollator, CausalLMBatch, CausalLMCollator
+from lingualift.data.instructions import Example, build_examples, normalize_record, read_instructions
 from lingualift.errors import LinguaLiftError
 
 
@@ -52,18 +54,51 @@ def test_bridge_collator_segments():
     tokenizer = byte_tokenizer(add_eos=False)
     collator = BridgeCollator(byte_tokenizer(add_eos=True), tokenizer, llm_sees_query=True, llm_suffix="A:")
     batch = collator([Example("ab", "c"), Example("abcd", "de")])
-    assert batch["prefix_ids"].tolist() == [[1], [1]]  # the LLM's bos
-    assert batch["encoder_attention_mask"].sum(1).tolist() == [4, 6]  # <s> text </s>
-    assert batch["suffix_mask"].sum(1).tolist() == [2 + 2, 4 + 2]  # query tokens + "A:"
-    assert batch["target_mask"].sum(1).tolist() == [2, 3]  # target + eos
-    assert batch["target_ids"][0, 1] == tokenizer.eos_token_id
-    assert "target_ids" not in collator([Example("ab")])
+    assert batch.prefix_ids.tolist() == [[1], [1]]  # the LLM's bos
+    assert batch.encoder_attention_mask.sum(1).tolist() == [4, 6]  # <s> text </s>
+    assert batch.suffix_mask.sum(1).tolist() == [2 + 2, 4 + 2]  # query tokens + "A:"
+    assert batch.target_mask.sum(1).tolist() == [2, 3]  # target + eos
+    assert batch.target_ids[0, 1] == tokenizer.eos_token_id
+    assert "target_ids" not in collator([Example("ab")]).model_inputs()
 
 
 def test_causal_collator_labels_only_the_target():
     tokenizer = byte_tokenizer(add_eos=False)
     batch = CausalLMCollator(tokenizer)([Example("abc", "d"), Example("a", "de")], left_pad=True)
-    labels = batch["labels"]
+    labels = batch.labels
     assert (labels != -100).sum(1).tolist() == [2, 3]
-    assert batch["attention_mask"].sum(1).tolist() == [1 + 3 + 2, 1 + 1 + 3]
-    assert batch["attention_mask"][1, 0] == 0  # left padding
+    assert batch.attention_mask.sum(1).tolist() == [1 + 3 + 2, 1 + 1 + 3]
+    assert batch.attention_mask[1, 0] == 0  # left padding
+
+
+def _tensor_parameters(function) -> set[str]:
+    return {name for name, p in inspect.signature(function).parameters.items()
+            if p.kind is p.POSITIONAL_OR_KEYWORD and name not in ("self", "left_pad", "targets_only")}
+
+
+def test_batch_fields_are_the_models_arguments():
+    """Collators, training loop, generators and bench hand a batch over as `model(**batch.model_inputs())`."""
+    from transformers import LlamaForCausalLM
+
+    from lingualift.model.modeling import LinguaLiftModel
+
+    bridge = {field.name for field in dataclasses.fields(BridgeBatch)}
+    assert bridge == _tensor_parameters(LinguaLiftModel.forward) == _tensor_parameters(LinguaLiftModel.pack)
+    assert _tensor_parameters(LinguaLiftModel.generate) == bridge - {"target_ids", "target_mask"}
+    assert {field.name for field in dataclasses.fields(CausalLMBatch)} <= _tensor_parameters(LlamaForCausalLM.forward)
+
+
+def test_batch_counts_tokens_and_moves_to_a_device():
+    encoder_tokenizer, tokenizer = byte_tokenizer(add_eos=True), byte_tokenizer(add_eos=False)
+    for collator in (BridgeCollator(encoder_tokenizer, tokenizer, llm_sees_query=True, llm_suffix="A:"),
+                     CausalLMCollator(tokenizer)):
+        for examples in ([Example("ab", "c"), Example("abcd", "de")], [Example("ab"), Example("abcd")]):
+            batch = collator(examples)
+            masks = {name: tensor for name, tensor in batch.model_inputs().items() if name.endswith("mask")}
+            assert masks and batch.num_tokens == int(sum(mask.sum() for mask in masks.values()))  # the loop's count
+            moved = batch.to("meta")
+            assert all(tensor.device.type == "meta" for tensor in moved.model_inputs().values())
+            assert moved.model_inputs().keys() == batch.model_inputs().keys()  # absent targets stay absent
+            assert all(tensor.device.type == "cpu" for tensor in batch.model_inputs().values())
+    assert BridgeCollator(encoder_tokenizer, tokenizer)([Example("ab", "c")]).num_tokens == 4 + 1 + 0 + 2
+    assert CausalLMCollator(tokenizer)([Example("ab", "c")]).num_tokens == 1 + 2 + 2

@@ -7,7 +7,8 @@ import torch
 
 from helpers import QUESTIONS, tiny_model
 from lingualift.model.alignment import ALIGNMENT_LAYERS, build_alignment
-from lingualift.data.instructions import BridgeCollator, Example
+from lingualift.data.collate import BridgeCollator
+from lingualift.data.instructions import Example
 from lingualift.errors import LinguaLiftError
 from lingualift.inference.generators import BridgeGenerator, load_generator
 from lingualift.model.modeling import LinguaLiftModel, pack_segments
@@ -28,10 +29,10 @@ def test_loss_and_logits_do_not_depend_on_the_batch(alignment, llm_sees_query):
     collator = BridgeCollator.for_model(model)
     examples = [Example(q, t) for q, t in zip(QUESTIONS, TARGETS)]
     with torch.no_grad():
-        batched = model(**collator(examples))
+        batched = model(**collator(examples).model_inputs())
         batched_losses = _per_example_loss(batched)
         for row, example in enumerate(examples):
-            alone = model(**collator([example]))
+            alone = model(**collator([example]).model_inputs())
             valid = alone.labels.shape[1]
             assert torch.allclose(_per_example_loss(alone)[0], batched_losses[row], atol=1e-5)
             # right padding: the example's positions are the first `valid` ones in the batch
@@ -51,11 +52,11 @@ def test_generation_does_not_depend_on_the_batch(alignment, llm_sees_query):
 def test_soft_prompt_positions_and_labels():
     model = tiny_model("mlp")
     batch = BridgeCollator.for_model(model)([Example("ab", "xyz"), Example("abcdef", "x")])
-    packed = model.pack(**batch)
-    encoder_lengths = batch["encoder_attention_mask"].sum(1)
+    packed = model.pack(**batch.model_inputs())
+    encoder_lengths = batch.encoder_attention_mask.sum(1)
     # mlp: begin + every valid encoder state + end
     assert packed.soft_mask.sum(1).tolist() == (encoder_lengths + 2).tolist()
-    assert (packed.labels != -100).sum(1).tolist() == batch["target_mask"].sum(1).tolist()
+    assert (packed.labels != -100).sum(1).tolist() == batch.target_mask.sum(1).tolist()
     for row in range(2):  # contiguous valid positions, positions 0..n-1
         n = int(packed.attention_mask[row].sum())
         assert packed.attention_mask[row, :n].all() and not packed.attention_mask[row, n:].any()
@@ -76,7 +77,7 @@ def test_pack_segments_left_padding():
 def test_any_encoder_and_llm_family(encoder, llm):
     model = tiny_model("mlp", encoder=encoder, llm=llm)
     batch = BridgeCollator.for_model(model)([Example(q, "1") for q in QUESTIONS[:2]])
-    output = model(**batch)
+    output = model(**batch.model_inputs())
     assert torch.isfinite(output.loss)
 
 
@@ -86,7 +87,7 @@ def test_save_and_load_round_trip(tmp_path):
     model.save_pretrained(tmp_path / "full")
     loaded = LinguaLiftModel.from_pretrained(tmp_path / "full")
     with torch.no_grad():
-        assert torch.equal(model(**batch).logits, loaded(**batch).logits)
+        assert torch.equal(model(**batch.model_inputs()).logits, loaded(**batch.model_inputs()).logits)
     assert loaded.config.llm_sees_query and loaded.config.prompt_template == "plain"
     assert (tmp_path / "full" / "encoder").is_dir() and (tmp_path / "full" / "llm").is_dir()
 
@@ -134,3 +135,36 @@ def test_unresolvable_model_spec_is_a_user_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(LinguaLiftError, match="not a preset"):
         LinguaLiftModel.from_components("no-such/encoder", "tiny-llama")
+
+
+def test_preset_registry():
+    """Tiny presets are registered by `components`, asset-backed ones by `tools.assets` (on the first lookup,
+    never when `components` is imported); bench-style temporary presets vanish after their block."""
+    import subprocess
+    import sys
+
+    from lingualift.model import components
+    from lingualift.tools import assets
+
+    code = ("import sys; from lingualift.model import components; before = 'lingualift.tools.assets' in sys.modules; "
+            "names = list(components.presets()); print(before, 'default' in names, 'tiny-llama' in names)")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert shown == ["False", "True", "True"]
+    registered = components.presets()
+    assert registered["default"] == {components.ENCODER: assets.default_encoder_dir,
+                                     components.LLM: assets.default_llm_dir}
+    with pytest.raises(LinguaLiftError, match="preset 'tiny-bert' has no llm"):
+        components.load_component("tiny-bert", components.LLM)
+    with pytest.raises(ValueError, match="roles"):
+        components.register_preset("bad", decoder=lambda: None)
+
+    def build():
+        return components.load_component("tiny-llama", components.LLM)
+
+    with components.temporary_presets(**{"test-llm": {components.LLM: build}}):
+        model, _ = components.load_component("test-llm", components.LLM)
+        assert model.name_or_path == "tiny-llama" and components.is_preset("test-llm")
+        with pytest.raises(ValueError, match="replace registered"):
+            with components.temporary_presets(**{"tiny-llama": {components.LLM: build}}):
+                pass
+    assert not components.is_preset("test-llm") and components.is_preset("tiny-llama")

@@ -37,9 +37,9 @@ def test_chat_prompt_for_a_plain_llm_is_the_user_turn():
     generator = CausalLMGenerator(model, tokenizer, prompt_template="chat", device="cpu")
     assert generator.rendered_prompt("Wie viel ist 2+2?") == "<|user|>Wie viel ist 2+2?<|end|><|assistant|>"
     # The token ids the LLM reads are exactly those of the rendered text (after any leading special ids).
-    batch = generator.collator([generator._examples(["Wie viel ist 2+2?"])[0]])
+    batch = generator.prepare_batch(["Wie viel ist 2+2?"])
     expected = tokenizer("<|user|>Wie viel ist 2+2?<|end|><|assistant|>", add_special_tokens=False).input_ids
-    assert batch["input_ids"][0, -len(expected):].tolist() == expected
+    assert batch.input_ids[0, -len(expected):].tolist() == expected
 
 
 def test_chat_prompt_for_a_bridge_puts_the_soft_prompt_in_the_user_turn():
@@ -48,12 +48,12 @@ def test_chat_prompt_for_a_bridge_puts_the_soft_prompt_in_the_user_turn():
     generator = BridgeGenerator(model, prompt_template="chat", device="cpu")
     assert generator.rendered_prompt("Juma ana machungwa 3") == (
         "<|user|>[soft prompt; the encoder reads: Juma ana machungwa 3]<|end|><|assistant|>")
-    batch = generator.collator(generator._examples(["Juma ana machungwa 3"]))
+    batch = generator.prepare_batch(["Juma ana machungwa 3"])
     suffix = model.llm_tokenizer("<|end|><|assistant|>", add_special_tokens=False).input_ids
-    assert batch["suffix_ids"][0].tolist() == suffix
+    assert batch.suffix_ids[0].tolist() == suffix
     # The encoder reads the bare question: no instruction template around it.
     encoder_ids = model.encoder_tokenizer("Juma ana machungwa 3").input_ids
-    assert batch["encoder_input_ids"][0].tolist() == encoder_ids
+    assert batch.encoder_input_ids[0].tolist() == encoder_ids
     # The paper template keeps the checkpoint's own affixes (none here) and templated encoder text.
     paper = BridgeGenerator(model, prompt_template="paper", device="cpu")
     assert paper.rendered_prompt("Q").startswith("[soft prompt; the encoder reads: Below is an instruction")

@@ -130,9 +130,9 @@ def test_bridge_greedy_outputs_match_hf(bridge):
 def test_bridge_prompts_are_the_models_packed_rows(bridge):
     _, hf, fast = bridge
     inputs = fast.prompts(QUESTIONS[:3], batch_size=3)
-    batch = hf._to_device(hf._collate(hf._examples(QUESTIONS[:3]), left_pad=True))
+    batch = hf.prepare_batch(QUESTIONS[:3], left_pad=True)
     with torch.inference_mode():
-        packed = hf.model.pack(**batch, left_pad=True)
+        packed = hf.model.pack(**batch.model_inputs(), left_pad=True)
     for row, item in enumerate(inputs):
         mask = packed.attention_mask[row].bool()
         assert torch.equal(item["prompt_embeds"], packed.inputs_embeds[row][mask])
@@ -213,7 +213,7 @@ def test_plain_llm_token_prompts_match_hf(tmp_path, kind):
     hf, fast = both(path)
     try:
         assert fast.prompts(QUESTIONS[:1])[0]["prompt_token_ids"] == hf.collator.prompt_ids(
-            hf._examples(QUESTIONS[:1])[0].prompt)
+            hf.examples(QUESTIONS[:1])[0].prompt)
         expected = hf.generate(QUESTIONS, max_new_tokens=NEW_TOKENS, batch_size=4)
         assert len(set(expected)) > 1
         assert fast.generate(QUESTIONS, max_new_tokens=NEW_TOKENS, batch_size=4) == expected

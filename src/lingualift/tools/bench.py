@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from lingualift.data.collate import Batch
 from lingualift.model import components
 from lingualift.errors import LinguaLiftError
 from lingualift.io import atomic_write, write_json
@@ -291,24 +292,23 @@ def _train_config(settings: BenchSettings, name: str, workdir: Path):
     return config_from_dict(raw, f"bench:{name}")
 
 
-def _bare_step(trainer, batch: dict, trainable: list) -> callable:
+def _bare_step(trainer, batch: Batch, trainable: list) -> callable:
     """The same work without the wrapper: encoder forward, LLM forward/backward on the packed embeddings."""
     from lingualift.model.modeling import LinguaLiftModel
 
     model = trainer.unwrapped
     config = trainer.config.training
     if not isinstance(model, LinguaLiftModel):  # sft: the LLM is the whole model
-        llm_inputs, encoder = dict(batch), None
+        llm_inputs, encoder = batch.model_inputs(), None
     else:
         with torch.no_grad():
-            packed = model.pack(**{k: v for k, v in batch.items()})
+            packed = model.pack(**batch.model_inputs())
         soft_needs_grad = any(p.requires_grad for p in model.alignment.parameters())
         llm_inputs = {"inputs_embeds": packed.inputs_embeds.detach(), "attention_mask": packed.attention_mask,
                       "position_ids": packed.position_ids, "labels": packed.labels}
         encoder = model.encoder
         llm = model.llm
-    encoder_inputs = {"input_ids": batch.get("encoder_input_ids"),
-                      "attention_mask": batch.get("encoder_attention_mask")}
+        encoder_inputs = {"input_ids": batch.encoder_input_ids, "attention_mask": batch.encoder_attention_mask}
 
     def step():
         with trainer.accelerator.autocast():
@@ -332,29 +332,31 @@ def _bare_step(trainer, batch: dict, trainable: list) -> callable:
 
 def bench_training_stage(settings: BenchSettings, name: str, workdir: Path, rate: float,
                          peak: float | None) -> dict:
-    from lingualift.data.instructions import CausalLMCollator, Example
+    from lingualift.data.collate import CausalLMCollator
+    from lingualift.data.instructions import Example
     from lingualift.model.modeling import LinguaLiftModel
     from lingualift.train.loop import Trainer
 
     trainer = Trainer(_train_config(settings, name, workdir))
     model = trainer.unwrapped
     device = trainer.accelerator.device
-    if isinstance(trainer.collator, CausalLMCollator):
-        trainer.collator.max_length = settings.encoder_length  # the sft LLM reads the prompt itself
+    collator = trainer.target.collator
+    if isinstance(collator, CausalLMCollator):
+        collator.max_length = settings.encoder_length  # the sft LLM reads the prompt itself
     examples = [Example(FILLER, FILLER)] * settings.batch_size
-    collate_s = _timed(functools.partial(trainer.collator, examples), torch.device("cpu"))
-    batch = {k: v.to(device) for k, v in trainer.collator(examples).items()}
+    collate_s = _timed(functools.partial(collator, examples), torch.device("cpu"))
+    batch = collator(examples).to(device)
     trainable = [p for p in trainer.model.parameters() if p.requires_grad]
     trainer.model.train()
-    trainer._keep_frozen_in_eval()
+    trainer.keep_frozen_in_eval()
     bridge = isinstance(model, LinguaLiftModel)
     if bridge:
         with torch.no_grad():
-            llm_length = model.pack(**batch).inputs_embeds.shape[1]
+            llm_length = model.pack(**batch.model_inputs()).inputs_embeds.shape[1]
         flops = step_flops(model.encoder, model.alignment, model.llm, settings.batch_size,
-                           batch["encoder_input_ids"].shape[1], llm_length)
+                           batch.encoder_input_ids.shape[1], llm_length)
     else:
-        llm_length = batch["input_ids"].shape[1]
+        llm_length = batch.input_ids.shape[1]
         flops = step_flops(None, None, model, settings.batch_size, 0, llm_length)
     wrapper = functools.partial(trainer.optimizer_step, [batch], trainable)
     bare = _bare_step(trainer, batch, trainable)
@@ -371,7 +373,7 @@ def bench_training_stage(settings: BenchSettings, name: str, workdir: Path, rate
         "stage": name,
         "trainable_params": sum(p.numel() for p in trainable),
         "batch_size": settings.batch_size,
-        "encoder_tokens": int(batch["encoder_input_ids"].numel()) if bridge else 0,
+        "encoder_tokens": int(batch.encoder_input_ids.numel()) if bridge else 0,
         "llm_tokens": tokens,
         "collate_s": collate_s,
         "step_s": step_s,
@@ -414,12 +416,11 @@ def bench_generation(settings: BenchSettings, model=None) -> list[dict]:
     options = dict(max_new_tokens=settings.new_tokens, min_new_tokens=settings.new_tokens, do_sample=False)
     results = []
     for index, batch_size in enumerate(tqdm(settings.eval_batch_sizes, desc="generate", leave=False)):
-        examples = generator._examples([FILLER] * batch_size)
-        batch = generator._to_device(generator._collate(examples, left_pad=True))
+        batch = generator.prepare_batch([FILLER] * batch_size, left_pad=True)
 
         def run(batch=batch):
             with torch.inference_mode():
-                generator.tokenizer.batch_decode(generator._generate(batch, options), skip_special_tokens=True)
+                generator.tokenizer.batch_decode(generator.generate_tokens(batch, **options), skip_special_tokens=True)
 
         if index == 0:
             run()  # warm-up
@@ -429,7 +430,7 @@ def bench_generation(settings: BenchSettings, model=None) -> list[dict]:
         seconds = statistics.median(times)
         tokens = batch_size * settings.new_tokens
         results.append({"batch_size": batch_size, "new_tokens": settings.new_tokens,
-                        "prompt_encoder_tokens": int(batch["encoder_input_ids"].shape[1]), "seconds": seconds,
+                        "prompt_encoder_tokens": int(batch.encoder_input_ids.shape[1]), "seconds": seconds,
                         "times": times, "tokens_per_s": tokens / seconds, "peak_memory_mb": memory.peak_mb})
         logger.info("generate batch %d: %.0f tokens/s, %.0f MiB peak", batch_size, tokens / seconds, memory.peak_mb)
     base = results[0]["tokens_per_s"]
@@ -466,9 +467,8 @@ def _token_ids(generator, questions: list[str], new_tokens: int, batch_size: int
     rows = []
     with torch.inference_mode():
         for start in range(0, len(questions), batch_size):
-            examples = generator._examples(questions[start : start + batch_size])
-            batch = generator._to_device(generator._collate(examples, left_pad=True))
-            rows += generator._generate(batch, options).tolist()
+            batch = generator.prepare_batch(questions[start : start + batch_size], left_pad=True)
+            rows += generator.generate_tokens(batch, **options).tolist()
     return rows
 
 
@@ -598,14 +598,10 @@ def paper_presets(settings: BenchSettings, device: torch.device):
                 model = MT5EncoderModel._from_config(encoder_config, dtype=torch.bfloat16)
         return model, tokenizer
 
-    names = {"paper-llama2-7b": {components.LLM: lambda: build(components.LLM)},
-             "paper-mt5-xl": {components.ENCODER: lambda: build(components.ENCODER)}}
-    components.PRESETS.update(names)
-    try:
+    presets = {"paper-llama2-7b": {components.LLM: functools.partial(build, components.LLM)},
+               "paper-mt5-xl": {components.ENCODER: functools.partial(build, components.ENCODER)}}
+    with components.temporary_presets(**presets):
         yield "paper-mt5-xl", "paper-llama2-7b"
-    finally:
-        for name in names:
-            components.PRESETS.pop(name, None)
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -723,10 +719,3 @@ def backends_markdown(section: dict) -> list[str]:
     lines.append("")
     return lines
 
-
-if __name__ == "__main__":  # python -m lingualift.tools.bench [options]: same as `lingualift bench`
-    import sys
-
-    from lingualift.cli import main
-
-    sys.exit(main(["bench", *sys.argv[1:]]))

@@ -7,7 +7,8 @@ hold only the trainable tensors, the optimizer, the scheduler and the RNG state,
 stage-1 run never re-writes the frozen LLM, and a resumed run ends bitwise equal to an uninterrupted one
 (the data order is a pure function of seed, epoch and step). `accelerate launch` / `torchrun` give
 multi-process data parallelism; FSDP and DeepSpeed ZeRO-3 configs ship in `configs/accelerate/`
-(under those, step checkpoints use `accelerator.save_state`, which knows how to gather shards).
+(under those, step checkpoints use `accelerator.save_state`, which knows how to gather shards). What differs
+between a LinguaLIFT model and the `sft` baseline's plain LLM lives in `lingualift.train.targets`.
 """
 
 from __future__ import annotations
@@ -30,16 +31,14 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from lingualift.model import components
 from lingualift.checkpoint import replace_directory
 from lingualift.train.config import TrainConfig, check_files
-from lingualift.data.instructions import BridgeCollator, CausalLMCollator, build_examples, read_instructions
+from lingualift.data.collate import Batch
+from lingualift.data.instructions import build_examples, read_instructions
 from lingualift.errors import LinguaLiftError
-from lingualift.inference.generators import RUN_METADATA
 from lingualift.io import atomic_write, read_json, write_json
-from lingualift.model.modeling import LinguaLiftModel
-from lingualift.data.prompts import CHAT_TEMPLATE, llm_affixes
 from lingualift.train.stages import apply_freeze_policy, policy_for
+from lingualift.train.targets import training_target
 from lingualift.model.warmstart import lexical_warm_start
 
 logger = logging.getLogger(__name__)
@@ -90,40 +89,6 @@ class EpochBatches:
         return order[start : start + self.batch_size].tolist()
 
 
-def build_model(config: TrainConfig, stage: str):
-    """The model a stage trains, and the collator that feeds it."""
-    model_cfg = config.model
-    if config.method == "sft":
-        llm, tokenizer = components.load_component(model_cfg.llm, components.LLM, dtype=model_cfg.dtype,
-                                                    where=f"{config.source}: model.llm")
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        prefix, suffix = _affixes(config, tokenizer)
-        collator = CausalLMCollator(tokenizer, llm_prefix=prefix, llm_suffix=suffix,
-                                    max_target_length=config.data.max_target_length)
-        return llm, collator, {"llm": llm}
-    if model_cfg.init_from:
-        model = LinguaLiftModel.from_pretrained(model_cfg.init_from, dtype=model_cfg.dtype)
-    else:
-        if stage == "task":
-            logger.warning("stage task without model.init_from: the alignment layer is untrained")
-        model = LinguaLiftModel.from_components(
-            model_cfg.encoder, model_cfg.llm, model_cfg.alignment, dtype=model_cfg.dtype,
-            alignment_kwargs=model_cfg.alignment_kwargs, seed=config.training.seed,
-            llm_sees_query=model_cfg.llm_sees_query, prompt_template=config.data.prompt_template,
-            encoder_max_length=model_cfg.encoder_max_length, error_context=f"{config.source}: model",
-        )
-        model.config.llm_prefix, model.config.llm_suffix = _affixes(config, model.llm_tokenizer)
-    collator = BridgeCollator.for_model(model, max_target_length=config.data.max_target_length)
-    return model, collator, model.parameter_groups()
-
-
-def _affixes(config: TrainConfig, tokenizer) -> tuple[str, str]:
-    """LLM text around the prompt (sft) or the soft prompt (bridge): the chat template's user turn when asked."""
-    template = CHAT_TEMPLATE if config.model.chat_template else config.data.prompt_template
-    return llm_affixes(tokenizer, template, config.model.llm_prefix, config.model.llm_suffix)
-
-
 def load_training_examples(config: TrainConfig, prompt_template: str):
     records = read_instructions(config.data.train, limit=config.data.max_examples)
     if config.data.codeswitch:
@@ -137,16 +102,12 @@ def load_training_examples(config: TrainConfig, prompt_template: str):
     return examples
 
 
-def _add_lora(model, config: TrainConfig):
-    from peft import LoraConfig, get_peft_model
+def _lora_config(config: TrainConfig):
+    from peft import LoraConfig
 
     lora = config.training.lora
-    peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                             target_modules=lora.target_modules, task_type="CAUSAL_LM")
-    if config.method == "sft":
-        return get_peft_model(model, peft_config)
-    model.llm = get_peft_model(model.llm, peft_config)
-    return model
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=lora.target_modules, task_type="CAUSAL_LM")
 
 
 def _optimizer(model, groups: dict, config: TrainConfig, policy) -> torch.optim.Optimizer:
@@ -236,7 +197,8 @@ class Trainer:
                 "on CPU use `torchrun --nproc_per_node N -m lingualift train …`"
             )
         set_seed(training.seed)
-        model, self.collator, groups = build_model(config, self.stage)
+        self.target, model = training_target(config, self.stage, self.policy)
+        groups = self.target.parameter_groups(model)
         trainable_groups = tuple(config.model.trainable or self.policy.trainable)
         apply_freeze_policy(groups, trainable_groups)
         if config.model.warm_start:
@@ -248,12 +210,11 @@ class Trainer:
         if training.tuning == "lora":
             if "llm" not in trainable_groups:
                 raise LinguaLiftError(f"{config.source}: training.tuning lora needs the llm to be trainable")
-            model = _add_lora(model, config)
-            groups = model.parameter_groups() if isinstance(model, LinguaLiftModel) else {"llm": model}
+            model = self.target.add_lora(model, _lora_config(config))
+            groups = self.target.parameter_groups(model)
         if training.gradient_checkpointing:
-            llm = model.llm if isinstance(model, LinguaLiftModel) else model
-            llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        self.examples = load_training_examples(config, self._prompt_template(model))
+            self.target.llm(model).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.examples = load_training_examples(config, self.target.prompt_template)
         self.batches = EpochBatches(len(self.examples), training.batch_size, training.seed,
                                     self.accelerator.process_index, self.accelerator.num_processes)
         steps_per_epoch = math.ceil(self.batches.batches_per_epoch / training.gradient_accumulation_steps)
@@ -264,13 +225,8 @@ class Trainer:
                                   num_warmup_steps=int(warmup * self.total_steps),
                                   num_training_steps=self.total_steps)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
-        # Only the loss is needed: skip the vocabulary projection outside the target window.
-        self._forward_options = {"targets_only": True} if isinstance(model, LinguaLiftModel) else {}
         self.step = 0
         self.identity = resume_identity(config, self.stage)
-
-    def _prompt_template(self, model) -> str:
-        return model.config.prompt_template if isinstance(model, LinguaLiftModel) else self.config.data.prompt_template
 
     @property
     def unwrapped(self):
@@ -380,9 +336,9 @@ class Trainer:
             logger.warning("resume_override: %s keeps the checkpoint's learning rates", type(scheduler).__name__)
 
     # ------------------------------------------------------------------ loop
-    def _micro_batch(self, index: int) -> dict:
-        batch = self.collator([self.examples[i] for i in self.batches.indices(index)])
-        return {key: value.to(self.accelerator.device) for key, value in batch.items()}
+    def _micro_batch(self, index: int) -> Batch:
+        examples = [self.examples[i] for i in self.batches.indices(index)]
+        return self.target.collator(examples).to(self.accelerator.device)
 
     def train(self) -> Path:
         training = self.config.training
@@ -404,7 +360,7 @@ class Trainer:
                    disable=not main, unit="step")
         started, window_loss, window_steps, window_tokens = time.perf_counter(), 0.0, 0, 0
         self.model.train()
-        self._keep_frozen_in_eval()
+        self.keep_frozen_in_eval()
         initial_norm, warned = self._check_finite(math.nan, trainable), False
         while self.step < self.total_steps:
             loss, tokens = self.optimizer_step(
@@ -475,16 +431,16 @@ class Trainer:
         with atomic_write(path) as handle:
             handle.writelines(kept)
 
-    def optimizer_step(self, micro_batches: list[dict], trainable: list[torch.nn.Parameter]) -> tuple[float, int]:
+    def optimizer_step(self, micro_batches: list[Batch], trainable: list[torch.nn.Parameter]) -> tuple[float, int]:
         """Forward/backward every micro-batch, then one optimiser step; returns (loss, tokens). `bench` times this."""
         total_loss, tokens = 0.0, 0
         for micro, batch in enumerate(micro_batches):
             sync = micro == len(micro_batches) - 1
             with self.accelerator.autocast(), (contextlib.nullcontext() if sync else self.accelerator.no_sync(self.model)):
-                loss = self.model(**batch, **self._forward_options).loss / len(micro_batches)
+                loss = self.model(**batch.model_inputs(), **self.target.forward_options).loss / len(micro_batches)
                 self.accelerator.backward(loss)
             total_loss += loss.item()
-            tokens += int(sum(v.sum() for k, v in batch.items() if k.endswith("mask")))
+            tokens += batch.num_tokens
         if self.config.training.max_grad_norm:
             self.accelerator.clip_grad_norm_(trainable, self.config.training.max_grad_norm)
         self.optimizer.step()
@@ -492,10 +448,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return total_loss, tokens
 
-    def _keep_frozen_in_eval(self) -> None:
-        model = self.unwrapped
-        groups = model.parameter_groups() if isinstance(model, LinguaLiftModel) else {"llm": model}
-        for module in groups.values():
+    def keep_frozen_in_eval(self) -> None:
+        """After `model.train()`: frozen groups stay in eval mode (no dropout), as the freeze policy set them."""
+        for module in self.target.parameter_groups(self.unwrapped).values():
             if not any(p.requires_grad for p in module.parameters()):
                 module.eval()
 
@@ -522,27 +477,10 @@ class Trainer:
             model.load_state_dict(state, strict=False)
         if self.accelerator.is_main_process:
             final = self.output_dir / "final"
-            if isinstance(model, LinguaLiftModel):
-                include_frozen = self.policy.save_frozen_parts and self.config.training.tuning == "full"
-                model.save_pretrained(final, include_frozen=include_frozen)  # staged, swapped atomically
-            else:
-                self._save_plain_llm(model, final)
+            self.target.save(model, final)  # staged, swapped atomically
             logger.info("saved %s", final)
         self.accelerator.wait_for_everyone()
         return self.output_dir / "final"
-
-    def _save_plain_llm(self, model, final: Path) -> None:
-        """The sft baseline: a plain HF causal-LM directory (LoRA merged) plus its prompt metadata."""
-        from peft import PeftModel
-
-        if isinstance(model, PeftModel):
-            model = model.merge_and_unload()
-        with replace_directory(final) as staging:
-            model.save_pretrained(staging)
-            self.collator.llm_tokenizer.save_pretrained(staging)
-            write_json(staging / RUN_METADATA, {"method": "sft", "prompt_template": self.config.data.prompt_template,
-                                                "llm_prefix": self.collator.llm_prefix,
-                                                "llm_suffix": self.collator.llm_suffix})
 
 
 def train(config: TrainConfig) -> Path:

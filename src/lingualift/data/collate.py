@@ -1,0 +1,179 @@
+"""Collation: examples -> a `Batch` of padded tensors, one collator per model kind.
+
+The encoder always reads the templated prompt; the LLM gets the soft prompt, then (optionally) its own
+tokens of the same prompt, then the target. The `sft` baseline feeds the templated prompt to the LLM.
+
+A batch's fields are named like the arguments of the model it feeds (`LinguaLiftModel.forward` / `pack` /
+`generate`, or a causal LM's `forward` / `generate`), so every caller hands it over as
+`model(**batch.model_inputs())`; `tests/test_data.py` checks the names against the models' signatures.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, fields, replace
+from typing import Sequence
+
+import torch
+
+from lingualift.data.instructions import Example
+
+
+@dataclass(frozen=True)
+class Batch(ABC):
+    """Collated tensors of one kind of model; fields left `None` (no targets at inference) are not passed on."""
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        """Keyword arguments for the model's forward / pack / generate."""
+        return {field.name: getattr(self, field.name) for field in fields(self) if getattr(self, field.name) is not None}
+
+    def to(self, device: torch.device | str) -> Batch:
+        return replace(self, **{name: tensor.to(device) for name, tensor in self.model_inputs().items()})
+
+    @property
+    @abstractmethod
+    def num_tokens(self) -> int:
+        """Valid (unpadded) input tokens, for the training log's tokens/s."""
+
+
+@dataclass(frozen=True)
+class BridgeBatch(Batch):
+    """A LinguaLIFT model's segments: encoder prompt, LLM prefix, LLM suffix and (training) target."""
+
+    encoder_input_ids: torch.Tensor
+    encoder_attention_mask: torch.Tensor
+    prefix_ids: torch.Tensor
+    prefix_mask: torch.Tensor
+    suffix_ids: torch.Tensor
+    suffix_mask: torch.Tensor
+    target_ids: torch.Tensor | None = None
+    target_mask: torch.Tensor | None = None
+
+    @property
+    def num_tokens(self) -> int:
+        """Encoder tokens plus the LLM's prefix, suffix and target tokens (soft-prompt positions not counted)."""
+        masks = [self.encoder_attention_mask, self.prefix_mask, self.suffix_mask]
+        if self.target_mask is not None:
+            masks.append(self.target_mask)
+        return int(sum(mask.sum() for mask in masks))
+
+
+@dataclass(frozen=True)
+class CausalLMBatch(Batch):
+    """A plain causal LM's input: templated prompt (+ target) tokens; `labels` only on the target."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor | None = None
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+
+def leading_special_ids(tokenizer) -> list[int]:
+    """The ids a tokenizer puts before plain text (e.g. Llama's bos); empty for tokenizers that add none."""
+    with_special = tokenizer("a").input_ids
+    plain = tokenizer("a", add_special_tokens=False).input_ids
+    if plain and plain[0] in with_special:
+        return with_special[: with_special.index(plain[0])]
+    return []
+
+
+def _pad(sequences: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max((len(s) for s in sequences), default=0)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        mask[row, : len(sequence)] = 1
+    return ids, mask
+
+
+class _TargetTokens:
+    def __init__(self, llm_tokenizer, max_target_length: int):
+        self.llm_tokenizer = llm_tokenizer
+        self.max_target_length = max_target_length
+        self.pad_id = llm_tokenizer.pad_token_id if llm_tokenizer.pad_token_id is not None else 0
+
+    def target_ids(self, text: str) -> list[int]:
+        ids = self.llm_tokenizer(text, add_special_tokens=False).input_ids[: self.max_target_length - 1]
+        return ids + [self.llm_tokenizer.eos_token_id]
+
+
+class BridgeCollator(_TargetTokens):
+    """Tokenise examples into the model's segments: encoder prompt, LLM prefix, LLM suffix, target."""
+
+    def __init__(self, encoder_tokenizer, llm_tokenizer, *, llm_sees_query: bool = False, llm_prefix: str = "",
+                 llm_suffix: str = "", encoder_max_length: int = 512, max_target_length: int = 512):
+        super().__init__(llm_tokenizer, max_target_length)
+        self.encoder_tokenizer = encoder_tokenizer
+        self.llm_sees_query = llm_sees_query
+        self.encoder_max_length = encoder_max_length
+        self.llm_prefix, self.llm_suffix = llm_prefix, llm_suffix
+        self.prefix = leading_special_ids(llm_tokenizer) + self._text_ids(llm_prefix)
+        self.suffix = self._text_ids(llm_suffix)
+
+    @classmethod
+    def for_model(cls, model, max_target_length: int = 512,
+                  llm_affixes: tuple[str, str] | None = None) -> "BridgeCollator":
+        """The collator a checkpoint was trained with; `llm_affixes` replaces its LLM text around the soft prompt."""
+        config = model.config
+        prefix, suffix = llm_affixes or (config.llm_prefix, config.llm_suffix)
+        return cls(model.encoder_tokenizer, model.llm_tokenizer, llm_sees_query=config.llm_sees_query,
+                   llm_prefix=prefix, llm_suffix=suffix,
+                   encoder_max_length=config.encoder_max_length, max_target_length=max_target_length)
+
+    def _text_ids(self, text: str) -> list[int]:
+        return self.llm_tokenizer(text, add_special_tokens=False).input_ids if text else []
+
+    def __call__(self, examples: Sequence[Example]) -> BridgeBatch:
+        encoded = self.encoder_tokenizer(
+            [example.prompt for example in examples], truncation=True, max_length=self.encoder_max_length
+        ).input_ids
+        encoder_input_ids, encoder_attention_mask = _pad(encoded, self.encoder_tokenizer.pad_token_id or 0)
+        prefix_ids, prefix_mask = _pad([self.prefix] * len(examples), self.pad_id)
+        suffixes = [
+            (self._text_ids(example.prompt) if self.llm_sees_query else []) + self.suffix for example in examples
+        ]
+        suffix_ids, suffix_mask = _pad(suffixes, self.pad_id)
+        target_ids = target_mask = None
+        if all(example.target is not None for example in examples):
+            target_ids, target_mask = _pad([self.target_ids(example.target) for example in examples], self.pad_id)
+        return BridgeBatch(encoder_input_ids, encoder_attention_mask, prefix_ids, prefix_mask, suffix_ids,
+                           suffix_mask, target_ids, target_mask)
+
+
+class CausalLMCollator(_TargetTokens):
+    """The `sft` baseline and plain LLMs: the LLM reads the templated prompt as its own tokens."""
+
+    def __init__(self, llm_tokenizer, *, llm_prefix: str = "", llm_suffix: str = "", max_length: int = 1024,
+                 max_target_length: int = 512):
+        super().__init__(llm_tokenizer, max_target_length)
+        self.prefix = leading_special_ids(llm_tokenizer)
+        self.llm_prefix, self.llm_suffix = llm_prefix, llm_suffix
+        self.max_length = max_length
+
+    def prompt_text(self, prompt: str) -> str:
+        """The text the LLM reads for a templated prompt (before any leading special ids)."""
+        return f"{self.llm_prefix}{prompt}{self.llm_suffix}"
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        return self.prefix + self.llm_tokenizer(self.prompt_text(prompt), add_special_tokens=False).input_ids[-self.max_length:]
+
+    def __call__(self, examples: Sequence[Example], left_pad: bool = False) -> CausalLMBatch:
+        prompts = [self.prompt_ids(example.prompt) for example in examples]
+        with_targets = all(example.target is not None for example in examples)
+        targets = [self.target_ids(example.target) for example in examples] if with_targets else [[]] * len(prompts)
+        sequences = [p + t for p, t in zip(prompts, targets)]
+        width = max(len(s) for s in sequences)
+        input_ids = torch.full((len(sequences), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        labels = torch.full_like(input_ids, -100)
+        for row, (prompt, target) in enumerate(zip(prompts, targets)):
+            start = width - len(prompt) - len(target) if left_pad else 0
+            input_ids[row, start : start + len(prompt) + len(target)] = torch.tensor(prompt + target)
+            attention_mask[row, start : start + len(prompt) + len(target)] = 1
+            if target:
+                labels[row, start + len(prompt) : start + len(prompt) + len(target)] = torch.tensor(target)
+        return CausalLMBatch(input_ids, attention_mask, labels if with_targets else None)
