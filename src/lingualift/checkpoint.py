@@ -9,6 +9,10 @@ staging folders of dead processes. Every folder and file honours the umask (no f
 
 `exclusive_lock(path, what)` takes a non-blocking `fcntl` lock or fails with a clear message, and
 `path_fingerprint(spec)` identifies a model directory by its content (see docs/EVALUATION.md).
+
+This module is also the one place that knows the checkpoint formats: the file and folder names of a
+LinguaLIFT checkpoint, of a plain-LLM (sft) run and of a step checkpoint, `checkpoint_kind(path)` (what a
+directory is), and the step-checkpoint helpers the training loop calls (list, latest, rotate, read).
 """
 
 from __future__ import annotations
@@ -26,6 +30,21 @@ from typing import Iterator
 from lingualift.errors import LinguaLiftError
 
 STAGING, OLD = "staging", "old"
+
+# --------------------------------------------------------------------------- format names
+CONFIG_FILE = "config.json"
+LINGUALIFT_MODEL_TYPE = "lingualift"  # `model_type` in a LinguaLIFT checkpoint's config.json
+ALIGNMENT_FILE = "alignment.safetensors"
+ENCODER_DIR, LLM_DIR, ADAPTER_DIR = "encoder", "llm", "llm_adapter"
+ENCODER_TOKENIZER_DIR, LLM_TOKENIZER_DIR = "encoder_tokenizer", "llm_tokenizer"
+ADAPTER_CONFIG = "adapter_config.json"  # peft's marker of a LoRA adapter folder
+RUN_METADATA = "lingualift.json"  # written next to plain-LLM checkpoints (sft): prompt template etc.
+ASSET_MARKER = "lingualift-asset.json"  # provenance of an embedded default model (tools.assets)
+# A training run folder: OUTPUT_DIR/{train_config.yaml, final/, checkpoints/step-N/}.
+TRAIN_CONFIG_FILE, FINAL_DIR, CHECKPOINTS_DIR, STEP_PREFIX = "train_config.yaml", "final", "checkpoints", "step-"
+TRAINABLE_FILE, STATE_FILE, TRAINER_STATE_FILE = "trainable.safetensors", "state.pt", "trainer_state.json"
+
+LINGUALIFT, LORA_ADAPTER, HF_MODEL, STEP_CHECKPOINT = "lingualift", "lora-adapter", "hf-model", "step-checkpoint"
 
 
 def umask() -> int:
@@ -178,3 +197,136 @@ def path_fingerprint(spec: str | os.PathLike) -> dict:
 def digest(obj) -> str:
     """A short stable digest of a JSON-able object."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------- what a directory is
+
+
+def _read_config(path: Path) -> dict | None:
+    try:
+        config = json.loads((path / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def checkpoint_kind(path: str | os.PathLike) -> str | None:
+    """What a directory holds: `LINGUALIFT`, `LORA_ADAPTER`, `STEP_CHECKPOINT`, `HF_MODEL`, or None.
+
+    Loaders branch on this instead of probing file names themselves."""
+    path = Path(str(path))
+    if not path.is_dir():
+        return None
+    config = _read_config(path)
+    if config is not None and config.get("model_type") == LINGUALIFT_MODEL_TYPE:
+        return LINGUALIFT
+    if (path / ADAPTER_CONFIG).is_file():
+        return LORA_ADAPTER
+    if (path / TRAINER_STATE_FILE).is_file():
+        return STEP_CHECKPOINT
+    return HF_MODEL if config is not None else None
+
+
+def is_lingualift_checkpoint(path: str | os.PathLike) -> bool:
+    return checkpoint_kind(path) == LINGUALIFT
+
+
+def missing_parts(path: str | os.PathLike) -> list[str]:
+    """What a LinguaLIFT checkpoint lacks to be self-contained (stage 1 and LoRA runs refer to frozen parts)."""
+    needed = (CONFIG_FILE, ALIGNMENT_FILE, ENCODER_DIR, LLM_DIR, ENCODER_TOKENIZER_DIR, LLM_TOKENIZER_DIR)
+    return [name for name in needed if not (Path(path) / name).exists()]
+
+
+def read_run_metadata(path: str | os.PathLike) -> dict:
+    """The prompt settings saved next to a plain-LLM checkpoint (sft); {} for any other model."""
+    file = Path(str(path)) / RUN_METADATA
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
+# --------------------------------------------------------------------------- step checkpoints
+
+
+def step_checkpoint_dir(output_dir: str | os.PathLike, step: int) -> Path:
+    return Path(output_dir) / CHECKPOINTS_DIR / f"{STEP_PREFIX}{step}"
+
+
+def step_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
+    """A run's step checkpoints, oldest first (staging folders and foreign names ignored)."""
+    steps = [p for p in (Path(output_dir) / CHECKPOINTS_DIR).glob(f"{STEP_PREFIX}*")
+             if p.name[len(STEP_PREFIX):].isdigit()]
+    return sorted(steps, key=lambda p: int(p.name[len(STEP_PREFIX):]))
+
+
+def latest_step_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    steps = step_checkpoints(output_dir)
+    return steps[-1] if steps else None
+
+
+def has_step_checkpoints(output_dir: str | os.PathLike) -> bool:
+    return latest_step_checkpoint(output_dir) is not None
+
+
+def rotate_step_checkpoints(output_dir: str | os.PathLike, keep: int) -> None:
+    """Delete all but the newest `keep` step checkpoints."""
+    for old in step_checkpoints(output_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_step_state(staging: Path, trainable: dict, state: dict) -> None:
+    """The trained tensors (safetensors) and the optimizer / scheduler / RNG state of one step checkpoint."""
+    import torch
+    from safetensors.torch import save_file
+
+    save_file(trainable, staging / TRAINABLE_FILE)
+    torch.save(state, staging / STATE_FILE)
+
+
+def write_trainer_state(staging: Path, step: int, total_steps: int, identity: dict) -> None:
+    """Written last: its presence marks a step checkpoint (`checkpoint_kind`) and what it may resume."""
+    from lingualift.io import write_json
+
+    write_json(staging / TRAINER_STATE_FILE, {"step": step, "total_steps": total_steps, "identity": identity})
+
+
+def read_trainer_state(path: Path, where: str) -> dict:
+    """A step checkpoint's `trainer_state.json`; `where` names the config field that pointed here."""
+    from lingualift.io import read_json
+
+    if not (path / TRAINER_STATE_FILE).is_file():
+        raise LinguaLiftError(f"{where}: {path} is not a training checkpoint (no {TRAINER_STATE_FILE})")
+    state = read_json(path / TRAINER_STATE_FILE)
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise LinguaLiftError(f"{path / TRAINER_STATE_FILE}: no integer 'step'; not a training checkpoint")
+    return state
+
+
+def load_trainable(path: Path) -> dict:
+    """A step checkpoint's trained tensors."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path / TRAINABLE_FILE)
+    except Exception as exc:  # safetensors' own error type: truncated or corrupt file
+        raise LinguaLiftError(f"{path / TRAINABLE_FILE}: unreadable ({exc}); delete this checkpoint "
+                              "to resume from an earlier one") from None
+
+
+def load_training_state(path: Path) -> dict:
+    """A step checkpoint's optimizer / scheduler / RNG state, unpickled with `weights_only=True`.
+
+    A checkpoint folder may come from anywhere; a full unpickler would run whatever code the file names.
+    """
+    import torch
+
+    file = path / STATE_FILE
+    try:
+        saved = torch.load(file, weights_only=True, map_location="cpu")
+    except FileNotFoundError:
+        raise LinguaLiftError(f"{file}: missing; the checkpoint is incomplete, delete it") from None
+    except Exception as exc:  # UnpicklingError for forbidden globals, RuntimeError / EOFError for damage
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LinguaLiftError(f"{file}: not a plain training state, refused to load it ({reason[:160]}); "
+                              "delete this checkpoint folder and resume from another") from None
+    if not isinstance(saved, dict) or not {"optimizer", "scheduler", "rng"} <= set(saved):
+        raise LinguaLiftError(f"{file}: expected optimizer, scheduler and rng entries; delete this checkpoint folder")
+    return saved

@@ -8,7 +8,6 @@ lm-eval plugin only ever talk to this interface.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -19,12 +18,11 @@ from tqdm.auto import tqdm
 from lingualift.model import components
 from lingualift.data.instructions import BridgeCollator, CausalLMCollator, Example
 from lingualift.errors import LinguaLiftError
-from lingualift.model.modeling import LinguaLiftModel, is_lingualift_checkpoint, target_window
+from lingualift.checkpoint import is_lingualift_checkpoint, read_run_metadata
+from lingualift.model.modeling import LinguaLiftModel, target_window
 from lingualift.data.prompts import format_prompt, llm_affixes, resolve_template
 
 logger = logging.getLogger(__name__)
-
-RUN_METADATA = "lingualift.json"  # written next to plain-LLM checkpoints (sft): prompt template etc.
 
 
 class Generator(Protocol):
@@ -215,10 +213,7 @@ def load_generator(spec: str, *, prompt_template: str | None = None, device: str
     if is_lingualift_checkpoint(spec):
         model = LinguaLiftModel.from_pretrained(spec, dtype=dtype, merge_lora=True)
         return BridgeGenerator(model, prompt_template=prompt_template, name=name, device=device)
-    metadata = {}
-    metadata_file = Path(str(spec)) / RUN_METADATA
-    if metadata_file.is_file():
-        metadata = json.loads(metadata_file.read_text())
+    metadata = read_run_metadata(spec)
     model, tokenizer = components.load_component(spec, components.LLM, dtype=dtype, where="--model")
     return CausalLMGenerator(
         model, tokenizer, prompt_template=prompt_template or metadata.get("prompt_template"), name=name,

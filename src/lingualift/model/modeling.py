@@ -15,7 +15,6 @@ code builds its mask one position short instead.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -29,22 +28,20 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from lingualift.model import components
 from lingualift.model.alignment import build_alignment, resolve_alignment_kwargs
-from lingualift.checkpoint import recover, replace_directory
+from lingualift.checkpoint import (ADAPTER_DIR, ALIGNMENT_FILE, CONFIG_FILE, ENCODER_DIR, ENCODER_TOKENIZER_DIR,
+                                   LINGUALIFT_MODEL_TYPE, LLM_DIR, LLM_TOKENIZER_DIR, recover, replace_directory)
 from lingualift.errors import LinguaLiftError
 from lingualift.data.prompts import DEFAULT_TEMPLATE
 
 logger = logging.getLogger(__name__)
 
-ALIGNMENT_FILE = "alignment.safetensors"
-ENCODER_DIR, LLM_DIR, ADAPTER_DIR = "encoder", "llm", "llm_adapter"
-ENCODER_TOKENIZER_DIR, LLM_TOKENIZER_DIR = "encoder_tokenizer", "llm_tokenizer"
 IGNORE_INDEX = -100
 
 
 class LinguaLiftConfig(PretrainedConfig):
     """Everything needed to rebuild the composite model; component configs are kept as dicts."""
 
-    model_type = "lingualift"
+    model_type = LINGUALIFT_MODEL_TYPE
 
     def __init__(
         self,
@@ -364,8 +361,8 @@ class LinguaLiftModel(PreTrainedModel):
         """Load a checkpoint written by `save_pretrained` (self-contained or with references)."""
         path = Path(path)
         recover(path)
-        if not (path / "config.json").is_file() or not (path / ALIGNMENT_FILE).is_file():
-            raise LinguaLiftError(f"{path} is not a LinguaLIFT checkpoint (config.json and {ALIGNMENT_FILE} expected)")
+        if not (path / CONFIG_FILE).is_file() or not (path / ALIGNMENT_FILE).is_file():
+            raise LinguaLiftError(f"{path} is not a LinguaLIFT checkpoint ({CONFIG_FILE} and {ALIGNMENT_FILE} expected)")
         config = LinguaLiftConfig.from_pretrained(path)
         encoder_spec = path / ENCODER_DIR if (path / ENCODER_DIR).is_dir() else config.encoder
         llm_spec = path / LLM_DIR if (path / LLM_DIR).is_dir() else config.llm
@@ -414,12 +411,3 @@ def _reference(spec, model: PreTrainedModel) -> str | None:
     text = str(spec)
     return str(Path(text).resolve()) if Path(text).is_dir() else text
 
-
-def is_lingualift_checkpoint(path: str | os.PathLike) -> bool:
-    config_file = Path(path) / "config.json"
-    if not config_file.is_file():
-        return False
-    try:
-        return json.loads(config_file.read_text()).get("model_type") == LinguaLiftConfig.model_type
-    except json.JSONDecodeError:
-        return False
