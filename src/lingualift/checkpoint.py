@@ -40,8 +40,9 @@ ENCODER_TOKENIZER_DIR, LLM_TOKENIZER_DIR = "encoder_tokenizer", "llm_tokenizer"
 ADAPTER_CONFIG = "adapter_config.json"  # peft's marker of a LoRA adapter folder
 RUN_METADATA = "lingualift.json"  # written next to plain-LLM checkpoints (sft): prompt template etc.
 ASSET_MARKER = "lingualift-asset.json"  # provenance of an embedded default model (tools.assets)
-# A training run folder: OUTPUT_DIR/{train_config.yaml, final/, checkpoints/step-N/}.
-TRAIN_CONFIG_FILE, FINAL_DIR, CHECKPOINTS_DIR, STEP_PREFIX = "train_config.yaml", "final", "checkpoints", "step-"
+# A training run folder: OUTPUT_DIR/{train_config.yaml, train_log.jsonl, final/, checkpoints/step-N/}.
+TRAIN_CONFIG_FILE, LOG_FILE, FINAL_DIR = "train_config.yaml", "train_log.jsonl", "final"
+CHECKPOINTS_DIR, STEP_PREFIX = "checkpoints", "step-"
 TRAINABLE_FILE, STATE_FILE, TRAINER_STATE_FILE = "trainable.safetensors", "state.pt", "trainer_state.json"
 
 LINGUALIFT, LORA_ADAPTER, HF_MODEL, STEP_CHECKPOINT = "lingualift", "lora-adapter", "hf-model", "step-checkpoint"
@@ -330,3 +331,68 @@ def load_training_state(path: Path) -> dict:
     if not isinstance(saved, dict) or not {"optimizer", "scheduler", "rng"} <= set(saved):
         raise LinguaLiftError(f"{file}: expected optimizer, scheduler and rng entries; delete this checkpoint folder")
     return saved
+
+
+# --------------------------------------------------------------------------- hub ids
+
+
+def is_hub_id(spec) -> bool:
+    """`owner/name` that is not a local path: a local folder of that name always wins."""
+    if not isinstance(spec, str) or spec.count("/") != 1 or Path(spec).exists():
+        return False
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(spec)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _hub_unavailable(repo_id: str, exc: Exception) -> LinguaLiftError:
+    from huggingface_hub import constants
+
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if constants.is_offline_mode():
+        fix = "download it once with network access (HF_HUB_OFFLINE unset) or give a local path"
+    else:
+        fix = "check the id and the network (`hf auth login` for a private repo) or give a local path"
+    return LinguaLiftError(f"{repo_id}: not a local folder, and not in the Hugging Face cache or reachable on the "
+                           f"hub ({reason[:160]}); {fix}")
+
+
+def hub_snapshot(repo_id: str) -> Path:
+    """The local folder of a hub checkpoint: downloaded once, then served from the HF cache (offline too)."""
+    from huggingface_hub import constants, snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=constants.is_offline_mode(),
+                                      library_name="lingualift"))
+    except (OSError, ValueError) as exc:  # LocalEntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled
+        raise _hub_unavailable(repo_id, exc) from None
+
+
+def resolve_model_spec(spec):
+    """What a loader opens: the hub id of a LinguaLIFT checkpoint becomes its local snapshot folder.
+
+    Any other spec (local path, preset, hub id of a plain HF model, which transformers fetches itself) is
+    returned as given; only the hub config.json is read to tell them apart.
+    """
+    if not is_hub_id(spec):
+        return spec
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
+    try:
+        config_file = hf_hub_download(spec, CONFIG_FILE, local_files_only=constants.is_offline_mode(),
+                                      library_name="lingualift")
+    except RemoteEntryNotFoundError:
+        return spec  # a repo without config.json (adapter, GGUF …): not ours, the model loader decides
+    except (OSError, ValueError) as exc:  # not cached while offline, unknown repo, no network
+        raise _hub_unavailable(spec, exc) from None
+    config = _read_config(Path(config_file).parent)
+    if config is None or config.get("model_type") != LINGUALIFT_MODEL_TYPE:
+        return spec
+    return hub_snapshot(spec)
+

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from lingualift.model import components
 from lingualift.data.instructions import BridgeCollator, CausalLMCollator, Example
 from lingualift.errors import LinguaLiftError
-from lingualift.checkpoint import is_lingualift_checkpoint, read_run_metadata
+from lingualift.checkpoint import is_lingualift_checkpoint, read_run_metadata, resolve_model_spec
 from lingualift.model.modeling import LinguaLiftModel, target_window
 from lingualift.data.prompts import format_prompt, llm_affixes, resolve_template
 
@@ -195,21 +195,24 @@ BACKENDS = ("hf", "vllm")
 
 def load_generator(spec: str, *, prompt_template: str | None = None, device: str | None = None,
                    dtype: str | None = None, backend: str = "hf", **backend_options) -> Generator:
-    """Build the right generator for a checkpoint directory, hub id or preset.
+    """Build the right generator for a checkpoint directory, hub id (LinguaLIFT checkpoint or plain LM) or preset.
 
     `backend="vllm"` decodes in a vLLM engine (`vllm_backend.VLLMGenerator`; options such as
     `tensor_parallel_size` and `lora` go to it); `"hf"` is transformers' `generate`.
     """
     if backend not in BACKENDS:
         raise LinguaLiftError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend_options and backend != "vllm":
+        raise LinguaLiftError(f"options {', '.join(sorted(backend_options))} only apply to the vllm backend")
+    name = Path(str(spec)).name or str(spec)
+    spec = resolve_model_spec(spec)  # a LinguaLIFT checkpoint's hub id: its snapshot folder in the HF cache
     if backend == "vllm":
         from lingualift.inference.vllm_engine import VLLMGenerator
 
-        return VLLMGenerator(str(spec), prompt_template=prompt_template, device=device, dtype=dtype,
-                             **backend_options)
-    if backend_options:
-        raise LinguaLiftError(f"options {', '.join(sorted(backend_options))} only apply to the vllm backend")
-    name = Path(str(spec)).name or str(spec)
+        generator = VLLMGenerator(str(spec), prompt_template=prompt_template, device=device, dtype=dtype,
+                                  **backend_options)
+        generator.name = name
+        return generator
     if is_lingualift_checkpoint(spec):
         model = LinguaLiftModel.from_pretrained(spec, dtype=dtype, merge_lora=True)
         return BridgeGenerator(model, prompt_template=prompt_template, name=name, device=device)

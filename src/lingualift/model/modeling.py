@@ -29,7 +29,8 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from lingualift.model import components
 from lingualift.model.alignment import build_alignment, resolve_alignment_kwargs
 from lingualift.checkpoint import (ADAPTER_DIR, ALIGNMENT_FILE, CONFIG_FILE, ENCODER_DIR, ENCODER_TOKENIZER_DIR,
-                                   LINGUALIFT_MODEL_TYPE, LLM_DIR, LLM_TOKENIZER_DIR, recover, replace_directory)
+                                   LINGUALIFT_MODEL_TYPE, LLM_DIR, LLM_TOKENIZER_DIR, hub_snapshot, is_hub_id, recover,
+                                   replace_directory)
 from lingualift.errors import LinguaLiftError
 from lingualift.data.prompts import DEFAULT_TEMPLATE
 
@@ -358,14 +359,20 @@ class LinguaLiftModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, dtype=None, merge_lora: bool = False,
                         **_ignored) -> "LinguaLiftModel":
-        """Load a checkpoint written by `save_pretrained` (self-contained or with references)."""
-        path = Path(path)
+        """Load a checkpoint written by `save_pretrained` (self-contained or with references), or its hub id
+        (`owner/name`, fetched once into the Hugging Face cache; a local folder of that name wins)."""
+        path = hub_snapshot(path) if is_hub_id(path) else Path(path)
         recover(path)
         if not (path / CONFIG_FILE).is_file() or not (path / ALIGNMENT_FILE).is_file():
             raise LinguaLiftError(f"{path} is not a LinguaLIFT checkpoint ({CONFIG_FILE} and {ALIGNMENT_FILE} expected)")
         config = LinguaLiftConfig.from_pretrained(path)
         encoder_spec = path / ENCODER_DIR if (path / ENCODER_DIR).is_dir() else config.encoder
         llm_spec = path / LLM_DIR if (path / LLM_DIR).is_dir() else config.llm
+        for role, spec in ((components.ENCODER, encoder_spec), (components.LLM, llm_spec)):
+            if isinstance(spec, str) and Path(spec).is_absolute() and not Path(spec).exists():
+                raise LinguaLiftError(f"{path / CONFIG_FILE}: the {role} is not stored in the checkpoint and {spec} "
+                                      "is not on this machine; load it where it was trained, or share a "
+                                      "self-contained one (save_pretrained with include_frozen=True)")
         encoder_tokenizer = components._load_tokenizer(str(path / ENCODER_TOKENIZER_DIR), f"{path}")
         llm_tokenizer = components._load_tokenizer(str(path / LLM_TOKENIZER_DIR), f"{path}")
         encoder, _ = components.load_component(encoder_spec, components.ENCODER, tokenizer=encoder_tokenizer,

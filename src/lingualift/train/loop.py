@@ -30,7 +30,7 @@ from transformers import get_scheduler
 
 from lingualift.model import components
 from lingualift import checkpoint
-from lingualift.checkpoint import RUN_METADATA, replace_directory
+from lingualift.checkpoint import LOG_FILE, RUN_METADATA, replace_directory
 from lingualift.train.config import TrainConfig
 from lingualift.data.instructions import BridgeCollator, CausalLMCollator, build_examples, read_instructions
 from lingualift.errors import LinguaLiftError
@@ -42,7 +42,6 @@ from lingualift.model.warmstart import lexical_warm_start
 
 logger = logging.getLogger(__name__)
 
-LOG_FILE = "train_log.jsonl"
 # Settings that do not change what a resumed run computes; everything else must match the checkpoint.
 _RESUME_FREE = ("output_dir", "resume_from_checkpoint", "resume_override", "save_every", "save_total_limit",
                 "log_every", "tensorboard")
