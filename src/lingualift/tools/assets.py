@@ -50,6 +50,9 @@ LLM = "smollm2-135m-instruct"
 GEMMA = "gemma-270m"
 QWEN = "qwen2.5-coder-0.5b"
 DEFAULTS = (ENCODER, LLM)
+# The hub model each asset is converted from: a shared checkpoint's model card names it as `base_model`.
+UPSTREAM = {ENCODER: "intfloat/multilingual-e5-small", LLM: "HuggingFaceTB/SmolLM2-135M-Instruct",
+            GEMMA: "google/gemma-3-270m", QWEN: "Qwen/Qwen2.5-Coder-0.5B-Instruct"}
 
 
 @dataclass(frozen=True)
