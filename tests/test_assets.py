@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from lingualift import cli
+from lingualift.checkpoint import ASSET_MARKER
 from lingualift.tools import assets
 from lingualift.errors import LinguaLiftError
 
@@ -238,6 +239,6 @@ def test_builds_are_atomic_and_cached(tmp_path, monkeypatch):
     monkeypatch.setitem(assets._BUILDERS, "fake", build)
     path = assets.ensure("fake")
     assert assets.ensure("fake") == path and len(calls) == 1
-    assert json.loads((path / assets.MARKER).read_text())["recipe"] == assets.RECIPE
+    assert json.loads((path / ASSET_MARKER).read_text())["recipe"] == assets.RECIPE
     assert assets.ensure("fake", force=True) == path and (path / "weights.txt").read_text() == "2"
     assert sorted(p.name for p in models.iterdir()) == [".fake.lock", "fake"]

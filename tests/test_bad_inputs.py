@@ -289,6 +289,27 @@ def _(work):
     return ["generate", "--model", str(final), "q?"]
 
 
+# ------------------------------------------------------------------ push
+
+
+@case("push-checkpoint-not-self-contained", "not self-contained")
+def _(work):
+    tiny_model().save_pretrained(work / "stage1", include_frozen=False)
+    return ["push", str(work / "stage1"), "someone/model"]
+
+
+@case("push-checkpoint-not-a-checkpoint", "not a LinguaLIFT checkpoint")
+def _(work):
+    (work / "folder").mkdir()
+    return ["push", str(work / "folder"), "someone/model"]
+
+
+@case("push-checkpoint-bad-results", "results.json")
+def _(work):
+    (work / "results.json").write_text('{"tasks": {}}')
+    return ["push", str(saved_checkpoint(work)), "someone/model", "--results", str(work / "results.json")]
+
+
 # ------------------------------------------------------------------ eval
 
 EVAL = ["eval", "--model", "tiny-llama", "--offline", "--no-progress", "--max-new-tokens", "2", "--bootstrap", "10"]

@@ -30,6 +30,7 @@ COMMANDS = {
     "bench": "measure training and generation speed and memory",
     "pipeline": "the end-to-end pipeline: lexicons, stage 1, stage 2, evaluation, report",
     "demo": "a local page: ask models in any language, browse and compare evaluation runs",
+    "push": "share a self-contained checkpoint on the Hugging Face hub, with a generated model card",
 }
 
 

@@ -8,7 +8,6 @@ lm-eval plugin only ever talk to this interface.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -21,12 +20,11 @@ from lingualift.model import components
 from lingualift.data.collate import Batch, BridgeBatch, BridgeCollator, CausalLMBatch, CausalLMCollator
 from lingualift.data.instructions import Example
 from lingualift.errors import LinguaLiftError
-from lingualift.model.modeling import LinguaLiftModel, is_lingualift_checkpoint, target_window
+from lingualift.checkpoint import is_lingualift_checkpoint, read_run_metadata, resolve_model_spec
+from lingualift.model.modeling import LinguaLiftModel, target_window
 from lingualift.data.prompts import format_prompt, llm_affixes, resolve_template
 
 logger = logging.getLogger(__name__)
-
-RUN_METADATA = "lingualift.json"  # written next to plain-LLM checkpoints (sft): prompt template etc.
 
 
 class Generator(Protocol):
@@ -205,28 +203,28 @@ BACKENDS = ("hf", "vllm")
 
 def load_generator(spec: str, *, prompt_template: str | None = None, device: str | None = None,
                    dtype: str | None = None, backend: str = "hf", **backend_options) -> Generator:
-    """Build the right generator for a checkpoint directory, hub id or preset.
+    """Build the right generator for a checkpoint directory, hub id (LinguaLIFT checkpoint or plain LM) or preset.
 
     `backend="vllm"` decodes in a vLLM engine (`vllm_backend.VLLMGenerator`; options such as
     `tensor_parallel_size` and `lora` go to it); `"hf"` is transformers' `generate`.
     """
     if backend not in BACKENDS:
         raise LinguaLiftError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend_options and backend != "vllm":
+        raise LinguaLiftError(f"options {', '.join(sorted(backend_options))} only apply to the vllm backend")
+    name = Path(str(spec)).name or str(spec)
+    spec = resolve_model_spec(spec)  # a LinguaLIFT checkpoint's hub id: its snapshot folder in the HF cache
     if backend == "vllm":
         from lingualift.inference.vllm_engine import VLLMGenerator
 
-        return VLLMGenerator(str(spec), prompt_template=prompt_template, device=device, dtype=dtype,
-                             **backend_options)
-    if backend_options:
-        raise LinguaLiftError(f"options {', '.join(sorted(backend_options))} only apply to the vllm backend")
-    name = Path(str(spec)).name or str(spec)
+        generator = VLLMGenerator(str(spec), prompt_template=prompt_template, device=device, dtype=dtype,
+                                  **backend_options)
+        generator.name = name
+        return generator
     if is_lingualift_checkpoint(spec):
         model = LinguaLiftModel.from_pretrained(spec, dtype=dtype, merge_lora=True)
         return BridgeGenerator(model, prompt_template=prompt_template, name=name, device=device)
-    metadata = {}
-    metadata_file = Path(str(spec)) / RUN_METADATA
-    if metadata_file.is_file():
-        metadata = json.loads(metadata_file.read_text())
+    metadata = read_run_metadata(spec)
     model, tokenizer = components.load_component(spec, components.LLM, dtype=dtype, where="--model")
     return CausalLMGenerator(
         model, tokenizer, prompt_template=prompt_template or metadata.get("prompt_template"), name=name,

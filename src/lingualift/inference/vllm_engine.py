@@ -17,7 +17,6 @@ vLLM pins torch/transformers versions of its own; it lives in a separate environ
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -28,6 +27,7 @@ from typing import Sequence
 
 import torch
 
+from lingualift.checkpoint import read_run_metadata
 from lingualift.model import components
 from lingualift.errors import LinguaLiftError
 from lingualift.paths import cache_dir
@@ -75,13 +75,6 @@ def configure_environment() -> None:
     os.environ.setdefault("VLLM_CACHE_ROOT", str(cache_dir("vllm")))
 
 
-def _read_metadata(spec: str) -> dict:
-    from lingualift.inference.generators import RUN_METADATA
-
-    path = Path(spec) / RUN_METADATA
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def _hf_sampling_defaults(model_dir: str | None) -> dict:
     """What HF `generate` applies without being asked (model generation_config, else transformers' defaults:
     top_k=50 when sampling, no repetition penalty), so that vLLM samples from the same distribution."""
@@ -108,7 +101,7 @@ class VLLMGenerator:
     def __init__(self, spec: str, *, prompt_template: str | None = None, device: str | None = None,
                  dtype: str | None = None, tensor_parallel_size: int = 1, lora: str = "merge",
                  seed: int = 0, engine_kwargs: dict | None = None):
-        from lingualift.model.modeling import is_lingualift_checkpoint
+        from lingualift.checkpoint import is_lingualift_checkpoint
 
         vllm = import_vllm()
         if lora not in LORA_MODES:
@@ -145,7 +138,8 @@ class VLLMGenerator:
     def _prepare_bridge(self, prompt_template, device, dtype, lora) -> tuple[Path | str, Path]:
         """Torch side: encoder + alignment + input embeddings (the LLM's other weights are released)."""
         from lingualift.inference.generators import BridgeGenerator
-        from lingualift.model.modeling import ADAPTER_DIR, LLM_DIR, LLM_TOKENIZER_DIR, LinguaLiftModel
+        from lingualift.checkpoint import ADAPTER_DIR, LLM_DIR, LLM_TOKENIZER_DIR
+        from lingualift.model.modeling import LinguaLiftModel
 
         path = Path(self.spec)
         adapter = path / ADAPTER_DIR if (path / ADAPTER_DIR).is_dir() else None
@@ -178,7 +172,7 @@ class VLLMGenerator:
         from lingualift.data.collate import CausalLMCollator
         from lingualift.data.prompts import llm_affixes, resolve_template
 
-        metadata = _read_metadata(self.spec)
+        metadata = read_run_metadata(self.spec)
         llm_dir = self._plain_dir(self.spec)
         tokenizer = components.load_tokenizer(str(llm_dir), "--model")
         if tokenizer.pad_token_id is None:

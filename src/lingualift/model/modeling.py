@@ -15,7 +15,6 @@ code builds its mask one position short instead.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -29,22 +28,21 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from lingualift.model import components
 from lingualift.model.alignment import build_alignment, resolve_alignment_kwargs
-from lingualift.checkpoint import recover, replace_directory
+from lingualift.checkpoint import (ADAPTER_DIR, ALIGNMENT_FILE, CONFIG_FILE, ENCODER_DIR, ENCODER_TOKENIZER_DIR,
+                                   LINGUALIFT_MODEL_TYPE, LLM_DIR, LLM_TOKENIZER_DIR, hub_snapshot, is_hub_id, recover,
+                                   replace_directory)
 from lingualift.errors import LinguaLiftError
 from lingualift.data.prompts import DEFAULT_TEMPLATE
 
 logger = logging.getLogger(__name__)
 
-ALIGNMENT_FILE = "alignment.safetensors"
-ENCODER_DIR, LLM_DIR, ADAPTER_DIR = "encoder", "llm", "llm_adapter"
-ENCODER_TOKENIZER_DIR, LLM_TOKENIZER_DIR = "encoder_tokenizer", "llm_tokenizer"
 IGNORE_INDEX = -100
 
 
 class LinguaLiftConfig(PretrainedConfig):
     """Everything needed to rebuild the composite model; component configs are kept as dicts."""
 
-    model_type = "lingualift"
+    model_type = LINGUALIFT_MODEL_TYPE
 
     def __init__(
         self,
@@ -361,14 +359,20 @@ class LinguaLiftModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, dtype=None, merge_lora: bool = False,
                         **_ignored) -> "LinguaLiftModel":
-        """Load a checkpoint written by `save_pretrained` (self-contained or with references)."""
-        path = Path(path)
+        """Load a checkpoint written by `save_pretrained` (self-contained or with references), or its hub id
+        (`owner/name`, fetched once into the Hugging Face cache; a local folder of that name wins)."""
+        path = hub_snapshot(path) if is_hub_id(path) else Path(path)
         recover(path)
-        if not (path / "config.json").is_file() or not (path / ALIGNMENT_FILE).is_file():
-            raise LinguaLiftError(f"{path} is not a LinguaLIFT checkpoint (config.json and {ALIGNMENT_FILE} expected)")
+        if not (path / CONFIG_FILE).is_file() or not (path / ALIGNMENT_FILE).is_file():
+            raise LinguaLiftError(f"{path} is not a LinguaLIFT checkpoint ({CONFIG_FILE} and {ALIGNMENT_FILE} expected)")
         config = LinguaLiftConfig.from_pretrained(path)
         encoder_spec = path / ENCODER_DIR if (path / ENCODER_DIR).is_dir() else config.encoder
         llm_spec = path / LLM_DIR if (path / LLM_DIR).is_dir() else config.llm
+        for role, spec in ((components.ENCODER, encoder_spec), (components.LLM, llm_spec)):
+            if isinstance(spec, str) and Path(spec).is_absolute() and not Path(spec).exists():
+                raise LinguaLiftError(f"{path / CONFIG_FILE}: the {role} is not stored in the checkpoint and {spec} "
+                                      "is not on this machine; load it where it was trained, or share a "
+                                      "self-contained one (save_pretrained with include_frozen=True)")
         encoder_tokenizer = components.load_tokenizer(str(path / ENCODER_TOKENIZER_DIR), f"{path}")
         llm_tokenizer = components.load_tokenizer(str(path / LLM_TOKENIZER_DIR), f"{path}")
         encoder, _ = components.load_component(encoder_spec, components.ENCODER, tokenizer=encoder_tokenizer,
@@ -414,12 +418,3 @@ def _reference(spec, model: PreTrainedModel) -> str | None:
     text = str(spec)
     return str(Path(text).resolve()) if Path(text).is_dir() else text
 
-
-def is_lingualift_checkpoint(path: str | os.PathLike) -> bool:
-    config_file = Path(path) / "config.json"
-    if not config_file.is_file():
-        return False
-    try:
-        return json.loads(config_file.read_text()).get("model_type") == LinguaLiftConfig.model_type
-    except json.JSONDecodeError:
-        return False

@@ -43,7 +43,7 @@ from typing import Any, Callable
 import yaml
 
 from lingualift import __version__
-from lingualift.checkpoint import exclusive_lock
+from lingualift.checkpoint import ASSET_MARKER, exclusive_lock
 from lingualift.schema import read_yaml
 from lingualift.errors import LinguaLiftError
 from lingualift.io import atomic_write, iter_jsonl, read_json, write_json, write_jsonl
@@ -467,7 +467,7 @@ class Pipeline:
     def _asset_outputs(self) -> list[Path]:
         from lingualift.tools import assets
 
-        return [assets.asset_path(name) / assets.MARKER for name in self._asset_names()]
+        return [assets.asset_path(name) / ASSET_MARKER for name in self._asset_names()]
 
     def _run_assets(self) -> dict:
         from lingualift.tools import assets
@@ -548,7 +548,8 @@ class Pipeline:
 
     # training -----------------------------------------------------------------------------------
     def _run_stage(self, stage: str) -> dict:
-        from lingualift.train.loop import has_step_checkpoints, train
+        from lingualift.checkpoint import has_step_checkpoints
+        from lingualift.train.loop import train
 
         train_file = self.stage1_data if stage == "stage1" else self.stage2_data
         init_from = str(self.run_dir("stage1") / "final") if stage == "stage2" else None

@@ -34,14 +34,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lingualift import __version__
-from lingualift.checkpoint import make_temp_dir, replace_directory
+from lingualift.checkpoint import ASSET_MARKER, make_temp_dir, replace_directory
 from lingualift.errors import LinguaLiftError
 from lingualift.io import write_json
 from lingualift.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
-MARKER = "lingualift-asset.json"
 # Bump when a conversion changes: cached builds with another recipe are rebuilt.
 RECIPE = 1
 WHEELS_ENV = "LINGUALIFT_WHEELS"
@@ -51,6 +50,9 @@ LLM = "smollm2-135m-instruct"
 GEMMA = "gemma-270m"
 QWEN = "qwen2.5-coder-0.5b"
 DEFAULTS = (ENCODER, LLM)
+# The hub model each asset is converted from: a shared checkpoint's model card names it as `base_model`.
+UPSTREAM = {ENCODER: "intfloat/multilingual-e5-small", LLM: "HuggingFaceTB/SmolLM2-135M-Instruct",
+            GEMMA: "google/gemma-3-270m", QWEN: "Qwen/Qwen2.5-Coder-0.5B-Instruct"}
 
 
 @dataclass(frozen=True)
@@ -441,7 +443,7 @@ def asset_path(name: str) -> Path:
 def provenance(name: str) -> dict | None:
     """The marker of a complete build of `name` with the current recipe, else None."""
     try:
-        marker = json.loads((asset_path(name) / MARKER).read_text(encoding="utf-8"))
+        marker = json.loads((asset_path(name) / ASSET_MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return marker if marker.get("recipe") == RECIPE else None
@@ -479,7 +481,7 @@ def ensure(name: str, force: bool = False, wheels_dir: str | os.PathLike | None 
                 record = _BUILDERS[name](out, work, wheels_dir)
                 record = {"asset": name, "recipe": RECIPE, **record, "built_by": f"lingualift {__version__}",
                           "build_seconds": round(time.perf_counter() - started, 1)}
-                write_json(out / MARKER, record)
+                write_json(out / ASSET_MARKER, record)
             log.info("built %s in %.0f s", name, record["build_seconds"])
         finally:
             shutil.rmtree(work, ignore_errors=True)

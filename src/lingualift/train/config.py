@@ -16,7 +16,7 @@ from typing import Any
 
 from lingualift.errors import LinguaLiftError
 from lingualift.paths import find_data_dir, resolve_config
-from lingualift.schema import check, from_dict, option, read_yaml, to_dict
+from lingualift.schema import from_dict, option, read_yaml, to_dict
 
 @dataclass
 class ModelSection:

@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -27,24 +26,22 @@ import yaml
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedType, set_seed
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from lingualift.checkpoint import replace_directory
+from lingualift import checkpoint
+from lingualift.checkpoint import LOG_FILE, replace_directory
 from lingualift.train.config import TrainConfig, check_files
 from lingualift.data.collate import Batch
 from lingualift.data.instructions import build_examples, read_instructions
 from lingualift.errors import LinguaLiftError
-from lingualift.io import atomic_write, read_json, write_json
+from lingualift.io import atomic_write
 from lingualift.train.stages import apply_freeze_policy, policy_for
 from lingualift.train.targets import training_target
 from lingualift.model.warmstart import lexical_warm_start
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS_DIR = "checkpoints"
-LOG_FILE = "train_log.jsonl"
 # Settings that do not change what a resumed run computes; everything else must match the checkpoint.
 _RESUME_FREE = ("output_dir", "resume_from_checkpoint", "resume_override", "save_every", "save_total_limit",
                 "log_every", "tensorboard")
@@ -137,34 +134,6 @@ def _trainable_names(model) -> list[str]:
     return [name for name, parameter in model.named_parameters() if parameter.requires_grad]
 
 
-def _latest_checkpoint(output_dir: Path) -> Path | None:
-    steps = sorted((p for p in (output_dir / CHECKPOINTS_DIR).glob("step-*") if p.name.split("-")[1].isdigit()),
-                   key=lambda p: int(p.name.split("-")[1]))
-    return steps[-1] if steps else None
-
-
-def has_step_checkpoints(output_dir: str | os.PathLike) -> bool:
-    return _latest_checkpoint(Path(output_dir)) is not None
-
-
-def load_state_file(path: Path) -> dict:
-    """A step checkpoint's optimizer / scheduler / RNG state, unpickled with `weights_only=True`.
-
-    A checkpoint folder may come from anywhere; a full unpickler would run whatever code the file names.
-    """
-    try:
-        saved = torch.load(path, weights_only=True, map_location="cpu")
-    except FileNotFoundError:
-        raise LinguaLiftError(f"{path}: missing; the checkpoint is incomplete, delete it") from None
-    except Exception as exc:  # UnpicklingError for forbidden globals, RuntimeError / EOFError for damage
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LinguaLiftError(f"{path}: not a plain training state, refused to load it ({reason[:160]}); "
-                              "delete this checkpoint folder and resume from another") from None
-    if not isinstance(saved, dict) or not {"optimizer", "scheduler", "rng"} <= set(saved):
-        raise LinguaLiftError(f"{path}: expected optimizer, scheduler and rng entries; delete this checkpoint folder")
-    return saved
-
-
 def broadcast_object(value, accelerator):
     """`value` of the main process on every process (a no-op in a single process)."""
     if accelerator.num_processes == 1:
@@ -239,7 +208,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> None:
         """Write `checkpoints/step-N` atomically (staged, then renamed), keeping the newest few."""
-        target = self.output_dir / CHECKPOINTS_DIR / f"step-{self.step}"
+        target = checkpoint.step_checkpoint_dir(self.output_dir, self.step)
         main = self.accelerator.is_main_process
         with (replace_directory(target) if main else contextlib.nullcontext()) as staging:
             # Under FSDP / DeepSpeed every rank writes its shard into the main process's staging folder.
@@ -248,53 +217,41 @@ class Trainer:
                 self.accelerator.save_state(str(staging))
             elif main:
                 parameters = dict(self.unwrapped.named_parameters())
-                save_file({n: parameters[n].detach().cpu().contiguous() for n in _trainable_names(self.unwrapped)},
-                          staging / "trainable.safetensors")
-                torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                            "rng": torch.get_rng_state()}, staging / "state.pt")
+                checkpoint.write_step_state(
+                    staging, {n: parameters[n].detach().cpu().contiguous() for n in _trainable_names(self.unwrapped)},
+                    {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                     "rng": torch.get_rng_state()})
             self.accelerator.wait_for_everyone()
             if main:
-                write_json(staging / "trainer_state.json", {"step": self.step, "total_steps": self.total_steps,
-                                                            "identity": self.identity})
+                checkpoint.write_trainer_state(staging, self.step, self.total_steps, self.identity)
         if main:
-            checkpoints = sorted((self.output_dir / CHECKPOINTS_DIR).glob("step-*"),
-                                 key=lambda p: int(p.name.split("-")[1]))
-            for old in checkpoints[: -self.config.training.save_total_limit]:
-                shutil.rmtree(old, ignore_errors=True)
+            checkpoint.rotate_step_checkpoints(self.output_dir, self.config.training.save_total_limit)
         self.accelerator.wait_for_everyone()
 
-    def resume(self, checkpoint: str) -> None:
-        path = _latest_checkpoint(self.output_dir) if checkpoint == "latest" else Path(checkpoint)
+    def resume(self, location: str) -> None:
+        path = checkpoint.latest_step_checkpoint(self.output_dir) if location == "latest" else Path(location)
         if path is None:
             logger.info("resume_from_checkpoint=latest: no checkpoint in %s, starting fresh", self.output_dir)
             return
         where = f"{self.config.source}: training.resume_from_checkpoint"
-        if not (path / "trainer_state.json").is_file():
-            raise LinguaLiftError(f"{where}: {path} is not a training checkpoint (no trainer_state.json)")
-        state = read_json(path / "trainer_state.json")
-        if not isinstance(state, dict) or not isinstance(state.get("step"), int):
-            raise LinguaLiftError(f"{path / 'trainer_state.json'}: no integer 'step'; not a training checkpoint")
+        state = checkpoint.read_trainer_state(path, where)
         self._check_resume_identity(path, state.get("identity"), where)
         if self._sharded:
             self.accelerator.load_state(str(path))
         else:
             parameters = dict(self.unwrapped.named_parameters())
-            try:
-                trainable = load_file(path / "trainable.safetensors")
-            except Exception as exc:  # safetensors' own error type: truncated or corrupt file
-                raise LinguaLiftError(f"{path / 'trainable.safetensors'}: unreadable ({exc}); delete this checkpoint "
-                                      "to resume from an earlier one") from None
+            trainable = checkpoint.load_trainable(path)
             unknown = sorted(set(trainable) - set(_trainable_names(self.unwrapped)))
             if unknown:
-                raise LinguaLiftError(f"{path / 'trainable.safetensors'}: holds tensors this run does not train "
+                raise LinguaLiftError(f"{path / checkpoint.TRAINABLE_FILE}: holds tensors this run does not train "
                                       f"({unknown[0]}, …); the checkpoint is from another stage or model")
             with torch.no_grad():
                 for name, tensor in trainable.items():
                     if parameters[name].shape != tensor.shape:
-                        raise LinguaLiftError(f"{path / 'trainable.safetensors'}: {name} has shape "
+                        raise LinguaLiftError(f"{path / checkpoint.TRAINABLE_FILE}: {name} has shape "
                                               f"{tuple(tensor.shape)}, the model {tuple(parameters[name].shape)}")
                     parameters[name].copy_(tensor)
-            saved = load_state_file(path / "state.pt")
+            saved = checkpoint.load_training_state(path)
             fresh = [(group["lr"], group["weight_decay"]) for group in self.optimizer.param_groups]
             self.optimizer.load_state_dict(saved["optimizer"])
             self.scheduler.load_state_dict(saved["scheduler"])
@@ -347,7 +304,7 @@ class Trainer:
         main = self.accelerator.is_main_process
         if main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            with atomic_write(self.output_dir / "train_config.yaml") as handle:
+            with atomic_write(self.output_dir / checkpoint.TRAIN_CONFIG_FILE) as handle:
                 yaml.safe_dump(self.config.to_dict(), handle, sort_keys=False, allow_unicode=True)
             self._trim_log()
         writer = self._tensorboard() if main and training.tensorboard else None
@@ -409,7 +366,7 @@ class Trainer:
         norm = math.sqrt(squares) if math.isfinite(squares) else math.inf
         if step is not None and (bad_loss or not math.isfinite(squares)):
             what = f"the loss is {loss}" if bad_loss else "the trained weights are no longer finite"
-            latest = _latest_checkpoint(self.output_dir)
+            latest = checkpoint.latest_step_checkpoint(self.output_dir)
             kept = f"the last finite checkpoint is {latest}" if latest else "no step checkpoint was written yet"
             raise LinguaLiftError(
                 f"{self.config.source}: training diverged at step {step}: {what} (learning rate "
@@ -476,11 +433,11 @@ class Trainer:
             state = self.accelerator.get_state_dict(self.model)
             model.load_state_dict(state, strict=False)
         if self.accelerator.is_main_process:
-            final = self.output_dir / "final"
+            final = self.output_dir / checkpoint.FINAL_DIR
             self.target.save(model, final)  # staged, swapped atomically
             logger.info("saved %s", final)
         self.accelerator.wait_for_everyone()
-        return self.output_dir / "final"
+        return self.output_dir / checkpoint.FINAL_DIR
 
 
 def train(config: TrainConfig) -> Path:

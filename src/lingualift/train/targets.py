@@ -17,7 +17,7 @@ from torch import nn
 from lingualift.checkpoint import replace_directory
 from lingualift.data.collate import BridgeCollator, CausalLMCollator
 from lingualift.data.prompts import CHAT_TEMPLATE, llm_affixes
-from lingualift.inference.generators import RUN_METADATA
+from lingualift.checkpoint import RUN_METADATA
 from lingualift.io import write_json
 from lingualift.model import components
 from lingualift.model.modeling import LinguaLiftModel
