@@ -19,6 +19,7 @@ from lingualift.errors import LinguaLiftError
 from lingualift.inference.generators import BridgeGenerator, load_generator
 from lingualift.model.modeling import LinguaLiftModel
 from lingualift.train.config import config_from_dict
+from lingualift.tools import hub
 from lingualift.train.loop import Trainer
 
 REPO_ID = "someone/lingualift-tiny"
@@ -128,6 +129,8 @@ def test_a_hub_id_loads_from_the_cache_offline(hub_cache, runs):
     assert isinstance(generator, BridgeGenerator) and generator.name == "lingualift-tiny"
     expected = load_generator(str(runs["task"]), device="cpu").generate([QUESTION], max_new_tokens=4)
     assert generator.generate([QUESTION], max_new_tokens=4) == expected
+    identity = checkpoint.path_fingerprint(REPO_ID)  # eval runs of a hub id are told apart by the revision's files
+    assert Path(identity["path"]).is_relative_to(hub_cache.resolve()) and identity["content"]
 
 
 def test_the_cli_generates_with_a_hub_id(hub_cache, capsys):
@@ -182,7 +185,7 @@ def front_matter(card: str) -> dict:
 
 
 def test_model_card_names_stages_data_and_results(tmp_path, runs):
-    card = checkpoint.model_card(runs["task"], eval_results(tmp_path / "results.json"), repo_id=REPO_ID)
+    card = hub.model_card(runs["task"], eval_results(tmp_path / "results.json"), repo_id=REPO_ID)
     meta = front_matter(card)
     assert meta["library_name"] == "lingualift" and "license" not in meta and "base_model" not in meta
     assert meta["language"] == ["de", "sw"] and {"lingualift-align", "lingualift-task"} <= set(meta["tags"])
@@ -200,7 +203,7 @@ def test_model_card_names_hub_base_models_and_licence(tmp_path, runs):
     config = yaml.safe_load((runs["task"].parent / "train_config.yaml").read_text())
     config["model"].update(encoder="default", llm="Qwen/Qwen2.5-0.5B-Instruct", init_from=None)
     (run / "train_config.yaml").write_text(yaml.safe_dump(config))
-    meta = front_matter(checkpoint.model_card(run / "final", license="apache-2.0"))
+    meta = front_matter(hub.model_card(run / "final", license="apache-2.0"))
     assert meta["base_model"] == ["intfloat/multilingual-e5-small", "Qwen/Qwen2.5-0.5B-Instruct"]
     assert meta["license"] == "apache-2.0" and "language" not in meta
 

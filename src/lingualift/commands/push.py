@@ -19,7 +19,7 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from lingualift.checkpoint import check_shareable, model_card, push_checkpoint
+    from lingualift.tools.hub import check_shareable, model_card, push_checkpoint
 
     if args.dry_run:
         print(model_card(check_shareable(args.checkpoint), args.results, repo_id=args.repo_id, license=args.license))
