@@ -36,14 +36,16 @@ _FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 def option(default: Any = dataclasses.MISSING, *, help: str = "", default_factory: Any = dataclasses.MISSING,
            min: float | None = None, max: float | None = None, above: float | None = None,
-           below: float | None = None, choices: tuple | None = None, null: str | None = None) -> Any:
+           below: float | None = None, choices: tuple | None = None, null: str | None = None,
+           flag: str | None = None) -> Any:
     """A dataclass field with its help text and valid values.
 
     `min`/`max` are inclusive bounds, `above`/`below` exclusive ones, `choices` the allowed values;
-    `null` says what `None` means when the field is optional (shown in the error, e.g. "null for all").
+    `null` says what `None` means when the field is optional (shown in the error, e.g. "null for all");
+    `flag` names its command-line flag when that is not `--field-name`.
     """
     metadata = {"help": help, "min": min, "max": max, "above": above, "below": below, "choices": choices,
-                "null": null}
+                "null": null, "flag": flag}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -55,26 +57,40 @@ def schema_fields(cls) -> list[dataclasses.Field]:
 
 
 def from_dict(cls, raw: Any, source: str, prefix: str = ""):
-    """Build `cls` from a mapping, checking keys, types and ranges; errors name `source: prefix.key`."""
+    """Build `cls` from a mapping, checking keys, types and ranges; errors name `source: prefix.key`.
+
+    With `source=""` the settings came from the command line and errors name the flag (`--batch-size: …`).
+    """
     if not isinstance(raw, dict):
         raise LinguaLiftError(f"{source}: {prefix.rstrip('.') or 'top level'}: expected a mapping, got {raw!r}")
     fields = {f.name: f for f in schema_fields(cls)}
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in raw.items():
-        where = f"{prefix}{key}"
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f" (did you mean {prefix}{close[0]}?)" if close else f" (known: {', '.join(fields)})"
-            raise LinguaLiftError(f"{source}: {where}: unknown key{hint}")
-        kwargs[key] = coerce(hints[key], value, source, where)
-    missing = [f"{prefix}{f.name}" for f in fields.values() if f.name not in kwargs
+            raise LinguaLiftError(f"{source}: {prefix}{key}: unknown key{hint}")
+        kwargs[key] = coerce(hints[key], value, source, _where(source, prefix, fields[key]))
+    missing = [f for f in fields.values() if f.name not in kwargs
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
-        raise LinguaLiftError(f"{source}: {missing[0]} is required")
+        raise LinguaLiftError(_place(source, _where(source, prefix, missing[0])) + " is required")
     instance = cls(**kwargs)
     check(instance, source, prefix, nested=False)
     return instance
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _where(source: str, prefix: str, f: dataclasses.Field) -> str:
+    return f"{prefix}{f.name}" if source else flag_of(f)
+
+
+def _place(source: str, where: str) -> str:
+    return f"{source}: {where}" if source else where
 
 
 def coerce(annotation, value: Any, source: str, where: str):
@@ -107,14 +123,14 @@ def coerce(annotation, value: Any, source: str, where: str):
         if option_type is Any:
             return value
     expected = " or ".join(_type_name(o) for o in options)
-    raise LinguaLiftError(f"{source}: {where}: expected {expected}, got {value!r}")
+    raise LinguaLiftError(f"{_place(source, where)}: expected {expected}, got {value!r}")
 
 
 def check(instance, source: str, prefix: str = "", nested: bool = True) -> None:
     """Every field of `instance` within its declared range / choices (recursively into nested settings)."""
     for f in schema_fields(type(instance)):
         value = getattr(instance, f.name)
-        where = f"{prefix}{f.name}"
+        where = _where(source, prefix, f)
         if dataclasses.is_dataclass(value):
             if nested:
                 check(value, source, f"{where}.")
@@ -122,7 +138,7 @@ def check(instance, source: str, prefix: str = "", nested: bool = True) -> None:
         for item_where, item in _scalars(where, value):
             rule = _violated_rule(f.metadata, item)
             if rule:
-                raise LinguaLiftError(f"{source}: {item_where}: must be {rule}, got {item!r}")
+                raise LinguaLiftError(f"{_place(source, item_where)}: must be {rule}, got {item!r}")
 
 
 def _scalars(where: str, value):
@@ -181,7 +197,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = 
     for f in schema_fields(cls):
         if f.name in skip or dataclasses.is_dataclass(hints[f.name]):
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flag = flag_of(f)
         annotation = hints[f.name]
         options = [o for o in (typing.get_args(annotation) if _is_union(annotation) else (annotation,))
                    if o is not type(None)]
@@ -190,16 +206,26 @@ def add_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = 
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None
         text = f.metadata.get("help", "")
         if base is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                help=f"{text} (default: {default})")
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"{text} (default: {'on' if default else 'off'})")
             continue
-        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
-        parser.add_argument(flag, default=None, metavar=f.name.upper(), help=f"{text} (default: {shown})"
-                            + (" (comma-separated)" if base in (list, tuple) else ""))
+        listed = base in (list, tuple)
+        choices = f.metadata.get("choices")
+        metavar = ",".join(map(str, choices)) if choices and not listed else \
+            "N" if base in (int, float) else "A,B,..." if listed else f.name.upper()
+        notes = [f"from {','.join(map(str, choices))}"] if choices and listed else []
+        if default not in (None, (), [], ""):
+            notes.append("default " + (",".join(map(str, default)) if listed else str(default)))
+        parser.add_argument(flag, dest=f.name, default=None, metavar=metavar,
+                            help=text + (f" ({'; '.join(notes)})" if notes else ""))
 
 
 def overrides_from_args(args: argparse.Namespace, cls) -> dict:
-    """The settings given on the command line (flags from `add_arguments`), as raw values for `from_dict`."""
+    """The settings given on the command line (flags from `add_arguments`), as raw values for `from_dict`.
+
+    Text is parsed as YAML only where the field is not text (`--batch-size 8`, `--no-train`); lists are
+    comma-separated (`--eval-batch-sizes 1,8,32`, `--stages align,sft`).
+    """
     hints = typing.get_type_hints(cls)
     raw = {}
     for f in schema_fields(cls):
@@ -208,22 +234,21 @@ def overrides_from_args(args: argparse.Namespace, cls) -> dict:
             continue
         annotation = hints[f.name]
         options = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
-        if isinstance(value, str) and any((typing.get_origin(o) or o) in (list, tuple) for o in options):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        elif isinstance(value, str):
-            value = yaml.safe_load(value) if value.strip() else value
-            value = value if not isinstance(value, (dict, list)) else getattr(args, f.name)
-        raw[f.name] = _typed_items(value, options)
+        bases = {typing.get_origin(o) or o for o in options}
+        if isinstance(value, str) and bases & {list, tuple}:
+            item_types = {t for o in options for t in typing.get_args(o)}
+            items = [part.strip() for part in value.split(",") if part.strip()]
+            value = items if str in item_types else [_scalar(item) for item in items]
+        elif isinstance(value, str) and str not in bases:
+            value = _scalar(value)
+        raw[f.name] = value
     return raw
 
 
-def _typed_items(value, options):
-    """`--eval-batch-sizes 1,8` gives strings; parse each item as YAML when the field holds numbers."""
-    if isinstance(value, list):
-        item_types = {t for o in options for t in typing.get_args(o)}
-        if item_types & {int, float}:
-            return [yaml.safe_load(v) for v in value]
-    return value
+def _scalar(text: str):
+    """`8` → 8, `1e-3` → stays text (coerce reads it as a float), `true` → True; anything else stays text."""
+    value = yaml.safe_load(text) if text.strip() else text
+    return value if isinstance(value, (int, float, bool)) or value is None else text
 
 
 def read_yaml(path: str | os.PathLike, overrides: list[str] | None = None) -> dict:

@@ -33,7 +33,9 @@ import statistics
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+import dataclasses
+from dataclasses import asdict, dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import torch
@@ -44,6 +46,7 @@ from lingualift.data.collate import Batch
 from lingualift.model import components
 from lingualift.errors import LinguaLiftError
 from lingualift.io import atomic_write, write_json
+from lingualift.schema import option
 
 logger = logging.getLogger(__name__)
 
@@ -61,35 +64,44 @@ PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e1
 
 @dataclass
 class BenchSettings:
-    encoder: str = "default"
-    llm: str = "default"
-    stages: tuple[str, ...] = tuple(STAGES)
-    batch_size: int = 8
-    encoder_length: int = 128
-    target_length: int = 128
-    repeats: int = 5
-    eval_batch_sizes: tuple[int, ...] = (1, 8, 32)
-    new_tokens: int = 64
-    eval_repeats: int = 2
-    precision: str = "fp32"
-    gradient_checkpointing: bool = False
-    device: str = "cpu"
-    paper_shapes: bool = False
-    layers: int | None = None  # paper shapes: shrink both models to this many layers (CPU smoke test)
-    width_divisor: int = 1  # paper shapes: divide every width by this (tests only)
-    backends: tuple[str, ...] = ()  # backend comparison, e.g. ("hf", "vllm"); empty: HF batch-size table only
-    dtypes: tuple[str, ...] = ("fp32",)  # backend comparison: each backend in each of these precisions
-    model: str | None = None  # backend comparison: checkpoint / LLM spec; None: random-alignment LinguaLIFT model
-    items: int = 64  # backend comparison: prompts (MGSM questions when the data is there)
-    vllm_lora: str = "merge"
-    vllm_eager: bool = False  # vLLM without torch.compile (faster start, usually slower decoding)
-    extra: dict = field(default_factory=dict)
+    """What `lingualift bench` measures; its flags are generated from these fields (`lingualift.schema`)."""
+
+    encoder: str = option("default", help="encoder spec (preset, dir, hub id)")
+    llm: str = option("default", help="LLM spec (preset, dir, hub id)")
+    stages: tuple[str, ...] = option(tuple(STAGES), choices=tuple(STAGES), help="training stages to time")
+    batch_size: int = option(8, min=1, help="training batch size")
+    encoder_length: int = option(128, min=1, help="encoder tokens per example (prompt)")
+    target_length: int = option(128, min=1, help="target tokens per example")
+    repeats: int = option(5, min=1, help="timed steps per stage (median reported)")
+    eval_batch_sizes: tuple[int, ...] = option((1, 8, 32), min=1, help="generation batch sizes")
+    new_tokens: int = option(64, min=1, help="generated tokens per row")
+    eval_repeats: int = option(2, min=1, help="timed generation runs (median reported)")
+    precision: str = option("fp32", choices=("fp32", "bf16"), help="training precision (paper shapes: bf16)")
+    gradient_checkpointing: bool = option(False, help="recompute activations in training")
+    device: str = option("auto", help="cpu, cuda, cuda:N, or auto: cuda when available")
+    paper_shapes: bool = option(False, help="random Llama-2-7B + mT5-xl-encoder shapes in bf16 on a GPU (no download)")
+    layers: int | None = option(None, min=1, help="--paper-shapes: shrink both models to N layers (CPU smoke test)")
+    width_divisor: int = option(1, min=1, help="--paper-shapes: divide every width by this (tests only)")
+    backends: tuple[str, ...] = option((), choices=("hf", "vllm"), flag="--backend",
+                                       help="compare generation backends side by side on the same prompts, e.g. "
+                                            "hf,vllm (tokens/s, load time, memory, identical outputs); vllm needs "
+                                            "scripts/vllm_env.sh")
+    dtypes: tuple[str, ...] = option(("fp32",), choices=("fp32", "bf16", "fp16"),
+                                     help="--backend: precisions to run each backend in")
+    model: str | None = option(None, help="--backend: checkpoint / LLM spec to compare (default: a LinguaLIFT model "
+                                          "with a seeded random alignment layer over --encoder/--llm)")
+    items: int = option(64, min=1, help="--backend: prompts (MGSM questions when the data is there)")
+    vllm_lora: str = option("merge", choices=("merge", "request"), help="--backend vllm, LoRA checkpoints")
+    vllm_eager: bool = option(False, help="--backend vllm: no torch.compile (faster engine start, slower decoding)")
+
+    QUICK: ClassVar[dict] = dict(batch_size=2, encoder_length=32, target_length=32, repeats=2, new_tokens=32,
+                                 eval_repeats=1)
+    PAPER: ClassVar[dict] = dict(precision="bf16", gradient_checkpointing=True, batch_size=4, encoder_length=256,
+                                 target_length=256, repeats=3, new_tokens=64)
 
     @classmethod
     def quick(cls, **overrides) -> BenchSettings:
-        values = dict(batch_size=2, encoder_length=32, target_length=32, repeats=2, new_tokens=32, eval_repeats=1)
-        values.update(overrides)
-        return cls(**values)
+        return cls(**{**cls.QUICK, **overrides})
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -622,6 +634,8 @@ def machine_info(device: torch.device) -> dict:
 def run_bench(settings: BenchSettings, output_dir: str | os.PathLike | None = None, *, train: bool = True,
               evaluate: bool = True) -> dict:
     """Run the benchmark; writes `bench.json` and `bench.md` into `output_dir` when given."""
+    if settings.device == "auto":
+        settings = dataclasses.replace(settings, device="cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(settings.device)
     dtype = torch.bfloat16 if settings.precision == "bf16" or settings.paper_shapes else torch.float32
     if device.type == "cpu":
