@@ -25,7 +25,7 @@ from lingualift.io import iter_jsonl
 from lingualift.eval.report import markdown_table, order_by_tier, pct, tier_bar_chart, write_report
 from lingualift.eval.tasks import MGSM_LANGUAGES, MMWP_LANGUAGES, data_file, get_task, load_examples, tier_of
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 def _gsm8k_solutions(data_dir, n: int, download: bool) -> list[str]:
     path = data_file(get_task("gsm8k"), "en", data_dir, download)
@@ -96,9 +96,9 @@ def transfer_diagnostic(
             "transfer_ratio": gain / gain_en if gain_en else None,
             "transfer_ratio_ci95": [float(x) for x in np.nanpercentile(ratio_boot, [2.5, 97.5])],
         }
-        log.info("%s: gain %.4f nats/token, transfer ratio %s", lang, gain, results["languages"][lang]["transfer_ratio"])
+        logger.info("%s: gain %.4f nats/token, transfer ratio %s", lang, gain, results["languages"][lang]["transfer_ratio"])
     if gain_en <= 0:
-        log.warning("the English question does not lower the solution's NLL (gain_en=%.4f); ratios are meaningless", gain_en)
+        logger.warning("the English question does not lower the solution's NLL (gain_en=%.4f); ratios are meaningless", gain_en)
     return results
 
 

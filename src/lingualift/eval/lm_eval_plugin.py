@@ -32,7 +32,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     raise LinguaLiftError("the lm-eval plugin needs lm-eval: pip install 'lingualift[lm-eval]'") from None
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 TASKS_DIR = str(resources.files("lingualift").joinpath("resources/lm_eval_tasks"))
 
@@ -52,10 +52,10 @@ class LinguaLiftLM(LM):
         from lingualift.inference.generators import load_generator
 
         if device and device.startswith("cuda") and not torch.cuda.is_available():
-            log.warning("lm-eval asked for device %s but CUDA is unavailable; using the CPU", device)
+            logger.warning("lm-eval asked for device %s but CUDA is unavailable; using the CPU", device)
             device = "cpu"
         if unused:
-            log.info("ignoring lm-eval arguments %s", sorted(unused))
+            logger.info("ignoring lm-eval arguments %s", sorted(unused))
         options = {"tensor_parallel_size": int(tensor_parallel_size), "lora": vllm_lora} if backend == "vllm" else {}
         self.generator = load_generator(pretrained, prompt_template=prompt_template, device=device, dtype=dtype,
                                         backend=backend, **options)

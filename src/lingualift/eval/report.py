@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 from lingualift.io import atomic_write, write_json
 from lingualift.eval.tasks import TIERS, tier_of, tier_table
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 TIER_COLOURS = {"high": "#1b9e77", "medium": "#d95f02", "low": "#7570b3", "unranked": "#999999"}
 TIER_ORDER = (*TIERS, "unranked")
@@ -98,7 +98,7 @@ def write_report(out_dir: str | Path, stem: str, data: dict, markdown: str, char
     if chart is not None:
         paths["png"] = out_dir / f"{stem}.png"
         chart(paths["png"])
-    log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    logger.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     return paths
 
 

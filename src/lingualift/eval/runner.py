@@ -31,7 +31,7 @@ from lingualift.errors import LinguaLiftError
 from lingualift.io import read_json, write_json, write_jsonl
 from lingualift.eval.tasks import TIERS, Example, Task, get_task, load_examples, tier_of
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def read_done(path: Path, *, repair: bool = True, require: tuple[str, ...] = ())
     data = path.read_bytes()
     keep = data.rfind(b"\n") + 1
     if keep < len(data):
-        log.warning("%s: dropping a truncated last line (interrupted run); it will be recomputed", path)
+        logger.warning("%s: dropping a truncated last line (interrupted run); it will be recomputed", path)
         if repair:
             with open(path, "r+b") as handle:
                 handle.truncate(keep)
@@ -233,7 +233,7 @@ def evaluate(
             path = predictions_path(out_dir, task.name, lang)
             done = run_language(generator, task, examples, path, settings, batch_size, progress)
             accuracy = sum(r["correct"] for r in done) / len(done)
-            log.info("%s/%s: accuracy %.1f%% over %d examples", task.name, lang, 100 * accuracy, len(done))
+            logger.info("%s/%s: accuracy %.1f%% over %d examples", task.name, lang, 100 * accuracy, len(done))
             records.setdefault(task.name, {})[lang] = done
     return summarize(records, model=generator.name, n_bootstrap=n_bootstrap, seed=seed)
 

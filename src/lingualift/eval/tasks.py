@@ -35,7 +35,7 @@ from lingualift.eval.extraction import (
 from lingualift.io import atomic_write, file_sha256, iter_jsonl, read_json, write_json
 from lingualift.paths import cache_dir, find_data_dir
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 DEFAULT_STOP = ("\n\n### Instruction", "</s>", "<|im_end|>")
 
@@ -284,7 +284,7 @@ def parse_task_langs(tasks: str | list[str], langs: str | list[str] | None) -> l
             if len(unknown) == len(wanted):
                 raise LinguaLiftError(f"task {name} has none of the languages {wanted}; it has {', '.join(task.languages)}")
             if unknown:
-                log.info("%s: skipping languages it does not have: %s", name, ", ".join(unknown))
+                logger.info("%s: skipping languages it does not have: %s", name, ", ".join(unknown))
             plan.append((task, [lang for lang in wanted if lang in task.languages]))
         else:
             plan.append((task, list(task.languages)))
@@ -328,7 +328,7 @@ def verify_cached(root: Path, relpath: str) -> None:
     actual = file_sha256(path)
     expected = _checksums().get(relpath) or _recorded_digests(root).get(relpath)
     if expected is None:
-        log.warning("%s: no recorded digest; recording sha256 %s now (trust on first use)", path, actual)
+        logger.warning("%s: no recorded digest; recording sha256 %s now (trust on first use)", path, actual)
         _record_digests(root, {relpath: actual})
     elif actual != expected:
         raise LinguaLiftError(f"{path}: sha256 {actual} differs from the digest recorded at download ({expected}); "
@@ -345,7 +345,7 @@ def _download(task: Task, lang: str, root: Path) -> None:
     target = root / (Path(url).name if task.archive else relpath)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
-    log.info("downloading %s → %s", url, target)
+    logger.info("downloading %s → %s", url, target)
     try:
         size = 0
         with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as handle:
@@ -370,7 +370,7 @@ def _download(task: Task, lang: str, root: Path) -> None:
         partial.unlink()
         raise LinguaLiftError(f"checksum mismatch for {url}: sha256 {actual}, expected {expected}")
     if not expected:
-        log.warning("%s has no pinned checksum; recorded sha256 %s (trust on first use)", url, actual)
+        logger.warning("%s has no pinned checksum; recorded sha256 %s (trust on first use)", url, actual)
     partial.replace(target)
     if not task.archive:
         _record_digests(root, {relpath: actual})

