@@ -10,7 +10,7 @@ import pytest
 
 from lingualift.model.components import byte_tokenizer
 from lingualift.data.collate import BridgeBatch, BridgeCollator, CausalLMBatch, CausalLMCollator
-from lingualift.data.instructions import Example, build_examples, normalize_record, read_instructions
+from lingualift.data.instructions import PromptTarget, build_examples, normalize_record, read_instructions
 from lingualift.errors import LinguaLiftError
 
 
@@ -53,18 +53,18 @@ def test_stage_one_targets():
 def test_bridge_collator_segments():
     tokenizer = byte_tokenizer(add_eos=False)
     collator = BridgeCollator(byte_tokenizer(add_eos=True), tokenizer, llm_sees_query=True, llm_suffix="A:")
-    batch = collator([Example("ab", "c"), Example("abcd", "de")])
+    batch = collator([PromptTarget("ab", "c"), PromptTarget("abcd", "de")])
     assert batch.prefix_ids.tolist() == [[1], [1]]  # the LLM's bos
     assert batch.encoder_attention_mask.sum(1).tolist() == [4, 6]  # <s> text </s>
     assert batch.suffix_mask.sum(1).tolist() == [2 + 2, 4 + 2]  # query tokens + "A:"
     assert batch.target_mask.sum(1).tolist() == [2, 3]  # target + eos
     assert batch.target_ids[0, 1] == tokenizer.eos_token_id
-    assert "target_ids" not in collator([Example("ab")]).model_inputs()
+    assert "target_ids" not in collator([PromptTarget("ab")]).model_inputs()
 
 
 def test_causal_collator_labels_only_the_target():
     tokenizer = byte_tokenizer(add_eos=False)
-    batch = CausalLMCollator(tokenizer)([Example("abc", "d"), Example("a", "de")], left_pad=True)
+    batch = CausalLMCollator(tokenizer)([PromptTarget("abc", "d"), PromptTarget("a", "de")], left_pad=True)
     labels = batch.labels
     assert (labels != -100).sum(1).tolist() == [2, 3]
     assert batch.attention_mask.sum(1).tolist() == [1 + 3 + 2, 1 + 1 + 3]
@@ -92,7 +92,7 @@ def test_batch_counts_tokens_and_moves_to_a_device():
     encoder_tokenizer, tokenizer = byte_tokenizer(add_eos=True), byte_tokenizer(add_eos=False)
     for collator in (BridgeCollator(encoder_tokenizer, tokenizer, llm_sees_query=True, llm_suffix="A:"),
                      CausalLMCollator(tokenizer)):
-        for examples in ([Example("ab", "c"), Example("abcd", "de")], [Example("ab"), Example("abcd")]):
+        for examples in ([PromptTarget("ab", "c"), PromptTarget("abcd", "de")], [PromptTarget("ab"), PromptTarget("abcd")]):
             batch = collator(examples)
             masks = {name: tensor for name, tensor in batch.model_inputs().items() if name.endswith("mask")}
             assert masks and batch.num_tokens == int(sum(mask.sum() for mask in masks.values()))  # the loop's count
@@ -100,5 +100,5 @@ def test_batch_counts_tokens_and_moves_to_a_device():
             assert all(tensor.device.type == "meta" for tensor in moved.model_inputs().values())
             assert moved.model_inputs().keys() == batch.model_inputs().keys()  # absent targets stay absent
             assert all(tensor.device.type == "cpu" for tensor in batch.model_inputs().values())
-    assert BridgeCollator(encoder_tokenizer, tokenizer)([Example("ab", "c")]).num_tokens == 4 + 1 + 0 + 2
-    assert CausalLMCollator(tokenizer)([Example("ab", "c")]).num_tokens == 1 + 2 + 2
+    assert BridgeCollator(encoder_tokenizer, tokenizer)([PromptTarget("ab", "c")]).num_tokens == 4 + 1 + 0 + 2
+    assert CausalLMCollator(tokenizer)([PromptTarget("ab", "c")]).num_tokens == 1 + 2 + 2

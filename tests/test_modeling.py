@@ -8,7 +8,7 @@ import torch
 from helpers import QUESTIONS, tiny_model
 from lingualift.model.alignment import ALIGNMENT_LAYERS, build_alignment
 from lingualift.data.collate import BridgeCollator
-from lingualift.data.instructions import Example
+from lingualift.data.instructions import PromptTarget
 from lingualift.errors import LinguaLiftError
 from lingualift.inference.generators import BridgeGenerator, load_generator
 from lingualift.model.modeling import LinguaLiftModel, pack_segments
@@ -27,7 +27,7 @@ def _per_example_loss(output) -> torch.Tensor:
 def test_loss_and_logits_do_not_depend_on_the_batch(alignment, llm_sees_query):
     model = tiny_model(alignment, llm_sees_query)
     collator = BridgeCollator.for_model(model)
-    examples = [Example(q, t) for q, t in zip(QUESTIONS, TARGETS)]
+    examples = [PromptTarget(q, t) for q, t in zip(QUESTIONS, TARGETS)]
     with torch.no_grad():
         batched = model(**collator(examples).model_inputs())
         batched_losses = _per_example_loss(batched)
@@ -51,7 +51,7 @@ def test_generation_does_not_depend_on_the_batch(alignment, llm_sees_query):
 
 def test_soft_prompt_positions_and_labels():
     model = tiny_model("mlp")
-    batch = BridgeCollator.for_model(model)([Example("ab", "xyz"), Example("abcdef", "x")])
+    batch = BridgeCollator.for_model(model)([PromptTarget("ab", "xyz"), PromptTarget("abcdef", "x")])
     packed = model.pack(**batch.model_inputs())
     encoder_lengths = batch.encoder_attention_mask.sum(1)
     # mlp: begin + every valid encoder state + end
@@ -76,14 +76,14 @@ def test_pack_segments_left_padding():
                                          ("tiny-bert", "tiny-qwen2")])
 def test_any_encoder_and_llm_family(encoder, llm):
     model = tiny_model("mlp", encoder=encoder, llm=llm)
-    batch = BridgeCollator.for_model(model)([Example(q, "1") for q in QUESTIONS[:2]])
+    batch = BridgeCollator.for_model(model)([PromptTarget(q, "1") for q in QUESTIONS[:2]])
     output = model(**batch.model_inputs())
     assert torch.isfinite(output.loss)
 
 
 def test_save_and_load_round_trip(tmp_path):
     model = tiny_model("mlp", llm_sees_query=True)
-    batch = BridgeCollator.for_model(model)([Example(q, t) for q, t in zip(QUESTIONS, TARGETS)])
+    batch = BridgeCollator.for_model(model)([PromptTarget(q, t) for q, t in zip(QUESTIONS, TARGETS)])
     model.save_pretrained(tmp_path / "full")
     loaded = LinguaLiftModel.from_pretrained(tmp_path / "full")
     with torch.no_grad():

@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from lingualift.data.instructions import BridgeCollator, Example, read_instructions
+from lingualift.data.instructions import BridgeCollator, PromptTarget, read_instructions
 from lingualift.data.gsm8k import english_solution
 from lingualift.model.modeling import LinguaLiftModel
 from lingualift.train.stages import apply_freeze_policy
@@ -26,7 +26,7 @@ collator = BridgeCollator.for_model(model, max_target_length=24)
 records = list(read_instructions(f"{data_dir}/gsm8k/train.jsonl", limit=48))
 encoder_seconds, step_seconds = [], []
 for index in range(6):
-    batch = collator([Example(r["question"], english_solution(r["answer"])) for r in records[index * 8 : index * 8 + 8]])
+    batch = collator([PromptTarget(r["question"], english_solution(r["answer"])) for r in records[index * 8 : index * 8 + 8]])
     start = time.perf_counter()
     with torch.no_grad():
         model.encode(batch["encoder_input_ids"], batch["encoder_attention_mask"])

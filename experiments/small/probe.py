@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from lingualift.data.instructions import Example, read_instructions
+from lingualift.data.instructions import PromptTarget, read_instructions
 from lingualift.data.gsm8k import english_solution
 from lingualift.inference.generators import CausalLMGenerator
 from stage1 import build_stage1, truncate_targets
@@ -77,7 +77,7 @@ def main() -> None:
 
     optimizer = torch.optim.AdamW([p for p in model.alignment.parameters() if p.requires_grad], lr=args.lr,
                                   weight_decay=0.0)
-    batch = collator([Example(q, t) for q, t in train])
+    batch = collator([PromptTarget(q, t) for q, t in train])
     curve = []
     started = time.perf_counter()
 

@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from lingualift.data.codeswitch import CodeSwitcher, CodeSwitchSettings
-from lingualift.data.instructions import Example, read_instructions
+from lingualift.data.instructions import PromptTarget, read_instructions
 from lingualift.data.gsm8k import english_solution
 from lingualift.eval.diagnose import MGSM_LANGUAGES, _gsm8k_solutions
 from lingualift.inference.generators import CausalLMGenerator
@@ -60,7 +60,7 @@ def gap_scores(generator, questions, targets, batch_size=16, n_bootstrap=1000) -
 def norms(model, collator, questions) -> dict:
     """Mean L2 norm of soft-prompt vectors vs the LLM's input embeddings of the same questions."""
     with torch.no_grad():
-        batch = collator([Example(q, None) for q in questions])
+        batch = collator([PromptTarget(q, None) for q in questions])
         soft, mask = model.soft_prompt(batch["encoder_input_ids"], batch["encoder_attention_mask"])
         ids = model.llm_tokenizer(questions, add_special_tokens=False).input_ids
         embedded = model.llm.get_input_embeddings()(torch.tensor([i for row in ids for i in row]))
@@ -138,12 +138,12 @@ def main() -> None:
                                       ratio=args.codeswitch_ratio, seed=0)
         switcher = CodeSwitcher.from_settings(settings, data_dir)
 
-    def example(index: int) -> Example:
+    def example(index: int) -> PromptTarget:
         record = {"question": records[index]["question"], "answer": english_solution(records[index]["answer"])}
         prompt = switcher.switch(record, index)["question"] if switcher else record["question"]
         target = {"response": record["answer"], "source": record["question"],
                   "both": record["question"] + "\n" + record["answer"]}[args.target]
-        return Example(prompt, target)
+        return PromptTarget(prompt, target)
 
     optimizer = torch.optim.AdamW([p for p in model.alignment.parameters() if p.requires_grad], lr=args.lr,
                                   weight_decay=0.0)

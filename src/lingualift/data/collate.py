@@ -16,7 +16,7 @@ from typing import Sequence
 
 import torch
 
-from lingualift.data.instructions import Example
+from lingualift.data.instructions import PromptTarget
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ class BridgeCollator(_TargetTokens):
     def _text_ids(self, text: str) -> list[int]:
         return self.llm_tokenizer(text, add_special_tokens=False).input_ids if text else []
 
-    def __call__(self, examples: Sequence[Example]) -> BridgeBatch:
+    def __call__(self, examples: Sequence[PromptTarget]) -> BridgeBatch:
         encoded = self.encoder_tokenizer(
             [example.prompt for example in examples], truncation=True, max_length=self.encoder_max_length
         ).input_ids
@@ -161,7 +161,7 @@ class CausalLMCollator(_TargetTokens):
     def prompt_ids(self, prompt: str) -> list[int]:
         return self.prefix + self.llm_tokenizer(self.prompt_text(prompt), add_special_tokens=False).input_ids[-self.max_length:]
 
-    def __call__(self, examples: Sequence[Example], left_pad: bool = False) -> CausalLMBatch:
+    def __call__(self, examples: Sequence[PromptTarget], left_pad: bool = False) -> CausalLMBatch:
         prompts = [self.prompt_ids(example.prompt) for example in examples]
         with_targets = all(example.target is not None for example in examples)
         targets = [self.target_ids(example.target) for example in examples] if with_targets else [[]] * len(prompts)

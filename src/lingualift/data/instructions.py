@@ -53,12 +53,17 @@ def read_instructions(path, limit: int | None = None) -> Iterator[dict]:
 
 
 @dataclass(frozen=True)
-class Example:
+class PromptTarget:
+    """A templated prompt and what the LLM should produce for it (training; `target` is None at inference).
+
+    Not to be confused with `eval.tasks.Example`, a test item with its gold answer.
+    """
+
     prompt: str              # what the encoder reads (templated); also the LLM's query tokens if enabled
     target: str | None = None  # what the LLM learns to produce (None at inference)
 
 
-def build_examples(records: Iterable[dict], template: str | None, target: str = "response") -> list[Example]:
+def build_examples(records: Iterable[dict], template: str | None, target: str = "response") -> list[PromptTarget]:
     """Turn normalised records into examples for a stage-1 target mode (`response`, `source`, `both`)."""
     if target not in TARGETS:
         raise LinguaLiftError(f"data.target must be one of {', '.join(TARGETS)}, got {target!r}")
@@ -66,7 +71,7 @@ def build_examples(records: Iterable[dict], template: str | None, target: str = 
     for record in records:
         prompt = format_prompt(template, record["question"])
         if target in ("response", "both"):
-            examples.append(Example(prompt, record["answer"]))
+            examples.append(PromptTarget(prompt, record["answer"]))
         if target in ("source", "both"):
-            examples.append(Example(prompt, record.get("source_question", record["question"])))
+            examples.append(PromptTarget(prompt, record.get("source_question", record["question"])))
     return examples

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from lingualift.model import components
 from lingualift.data.collate import Batch, BridgeBatch, BridgeCollator, CausalLMBatch, CausalLMCollator
-from lingualift.data.instructions import Example
+from lingualift.data.instructions import PromptTarget
 from lingualift.errors import LinguaLiftError
 from lingualift.checkpoint import is_lingualift_checkpoint, read_run_metadata, resolve_model_spec
 from lingualift.model.modeling import LinguaLiftModel, target_window
@@ -72,10 +72,10 @@ class _GeneratorBase:
         self.prompt_template = resolve_template(prompt_template)
         self.name = name
 
-    def examples(self, questions: Sequence[str | None], targets: Sequence[str] | None = None) -> list[Example]:
+    def examples(self, questions: Sequence[str | None], targets: Sequence[str] | None = None) -> list[PromptTarget]:
         """Questions (None: no question) with this generator's prompt template applied."""
         targets = targets if targets is not None else [None] * len(questions)
-        return [Example(format_prompt(self.prompt_template, q or ""), t) for q, t in zip(questions, targets)]
+        return [PromptTarget(format_prompt(self.prompt_template, q or ""), t) for q, t in zip(questions, targets)]
 
     def prepare_batch(self, questions: Sequence[str | None], targets: Sequence[str] | None = None, *,
                       left_pad: bool = False) -> Batch:

@@ -345,7 +345,7 @@ def _bare_step(trainer, batch: Batch, trainable: list) -> callable:
 def bench_training_stage(settings: BenchSettings, name: str, workdir: Path, rate: float,
                          peak: float | None) -> dict:
     from lingualift.data.collate import CausalLMCollator
-    from lingualift.data.instructions import Example
+    from lingualift.data.instructions import PromptTarget
     from lingualift.model.modeling import LinguaLiftModel
     from lingualift.train.loop import Trainer
 
@@ -355,7 +355,7 @@ def bench_training_stage(settings: BenchSettings, name: str, workdir: Path, rate
     collator = trainer.target.collator
     if isinstance(collator, CausalLMCollator):
         collator.max_length = settings.encoder_length  # the sft LLM reads the prompt itself
-    examples = [Example(FILLER, FILLER)] * settings.batch_size
+    examples = [PromptTarget(FILLER, FILLER)] * settings.batch_size
     collate_s = _timed(functools.partial(collator, examples), torch.device("cpu"))
     batch = collator(examples).to(device)
     trainable = [p for p in trainer.model.parameters() if p.requires_grad]
