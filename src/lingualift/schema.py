@@ -299,3 +299,27 @@ def _type_name(annotation) -> str:
     if annotation is type(None):
         return "null"
     return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
+
+
+def parse_languages(value, where: str, known: typing.Sequence[str] | None = None, *, allow_all: bool = True,
+                    allow_none: bool = False) -> list[str]:
+    """The one reader of a language list, in configs and flags alike.
+
+    `all` (every `known` language), `none` (when allowed: an empty list), a comma-separated string or a list;
+    codes are stripped, and checked against `known` when given.
+    """
+    if value == "all" and allow_all and known is not None:
+        return list(known)
+    if allow_none and value in ("none", None, []):
+        return []
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        options = "'all', " * (allow_all and known is not None) + "'none', " * allow_none
+        raise LinguaLiftError(f"{where}: expected {options}a comma-separated list of language codes, got {value!r}")
+    items = [item.strip() for item in items if item.strip()]
+    if not items and not allow_none:
+        raise LinguaLiftError(f"{where}: give at least one language code, e.g. de,ru")
+    unknown = [item for item in items if known is not None and item not in known]
+    if unknown:
+        raise LinguaLiftError(f"{where}: unknown language(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return items

@@ -14,26 +14,26 @@ def configure(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def _langs(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [] if value == "none" else [lang.strip() for lang in value.split(",") if lang.strip()]
-
-
 def run(args) -> int:
     from pathlib import Path
 
     from lingualift.commands.eval import check_positive
     from lingualift.eval.diagnose import diagnose, diagnose_markdown
+    from lingualift.eval.tasks import MGSM_LANGUAGES, MMWP_LANGUAGES
     from lingualift.inference.generators import load_generator
+    from lingualift.schema import parse_languages
 
     for value, flag in ((args.limit, "--limit"), (args.batch_size, "--batch-size"),
                         (args.retrieval_limit, "--retrieval-limit")):
         check_positive(value, flag)
+    transfer_langs, retrieval_langs = (
+        None if value is None else parse_languages(value, flag, known, allow_none=True)
+        for value, flag, known in ((args.langs, "--langs", MGSM_LANGUAGES),
+                                   (args.retrieval_langs, "--retrieval-langs", MMWP_LANGUAGES)))
     generator = load_generator(args.model, prompt_template=args.prompt_template, device=args.device, dtype=args.dtype)
     out_dir = Path(args.out or Path("runs") / "diagnose" / generator.name)
-    report = diagnose(generator, out_dir, data_dir=args.data_dir, transfer_langs=_langs(args.langs),
-                      retrieval_langs=_langs(args.retrieval_langs), limit=args.limit,
+    report = diagnose(generator, out_dir, data_dir=args.data_dir, transfer_langs=transfer_langs,
+                      retrieval_langs=retrieval_langs, limit=args.limit,
                       retrieval_limit=args.retrieval_limit, batch_size=args.batch_size, download=not args.offline,
                       progress=not args.no_progress)
     print(diagnose_markdown(report))

@@ -64,15 +64,6 @@ def run(args) -> int:
     return {"induce": _induce, "eval": _eval, "show": _show}[args.action](args)
 
 
-def _langs(text: str) -> list[str]:
-    from lingualift.errors import LinguaLiftError
-
-    langs = [lang.strip() for lang in text.split(",") if lang.strip()]
-    if not langs:
-        raise LinguaLiftError("--langs: give at least one language code, e.g. de,ru")
-    return langs
-
-
 def _induce(args) -> int:
     import wordfreq
 
@@ -80,10 +71,11 @@ def _induce(args) -> int:
     from lingualift.data.codeswitch import parse_mapping
     from lingualift.errors import LinguaLiftError
     from lingualift.io import write_json
+    from lingualift.schema import parse_languages
 
     if args.words < 1:
         raise LinguaLiftError(f"--words must be positive, got {args.words}")
-    langs = _langs(args.langs)
+    langs = parse_languages(args.langs, "--langs", allow_all=False)
     corpora = parse_mapping(args.corpus, "--corpus") if args.corpus else {}
     source = lx.VectorSource(args.vectors, prefix=args.prefix, layer=args.layer, batch_size=args.batch_size)
     references = {}

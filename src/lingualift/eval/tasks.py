@@ -34,6 +34,7 @@ from lingualift.eval.extraction import (
 )
 from lingualift.io import atomic_write, file_sha256, iter_jsonl, read_json, write_json
 from lingualift.paths import cache_dir, find_data_dir
+from lingualift.schema import parse_languages
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +276,7 @@ def get_task(name: str) -> Task:
 def parse_task_langs(tasks: str | list[str], langs: str | list[str] | None) -> list[tuple[Task, list[str]]]:
     """Resolve `--tasks a,b --langs x,y` into (task, languages) pairs; languages a task lacks are skipped."""
     names = tasks.split(",") if isinstance(tasks, str) else list(tasks)
-    wanted = langs.split(",") if isinstance(langs, str) else langs
+    wanted = parse_languages(langs, "--langs", allow_all=False) if langs else None
     plan = []
     for name in (n.strip() for n in names if n.strip()):
         task = get_task(name)
