@@ -28,9 +28,10 @@ def ci_text(ci: Sequence[float] | None) -> str:
     return "–" if not ci else f"[{pct(ci[0])}, {pct(ci[1])}]"
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
-    """A GitHub-flavoured markdown table; cells are converted with str()."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence], align: str = "") -> str:
+    """A GitHub-flavoured markdown table; cells are converted with str(); `align` "lrr…" right-aligns columns."""
+    rules = ["---:" if side == "r" else "---" for side in align.ljust(len(headers), "l")]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(rules) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 

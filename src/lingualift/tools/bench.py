@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 from lingualift.data.collate import Batch
 from lingualift.model import components
 from lingualift.errors import LinguaLiftError
+from lingualift.eval.report import markdown_table
 from lingualift.io import atomic_write, write_json
 from lingualift.schema import option
 
@@ -694,24 +695,22 @@ def markdown(report: dict) -> str:
         lines += [(f"Training (encoder `{settings['encoder']}`, LLM `{settings['llm']}`, "
                    f"batch {settings['batch_size']}, {settings['encoder_length']} encoder + "
                    f"{settings['target_length']} target tokens, {settings['precision']}, "
-                   f"medians of {settings['repeats']}):"), "",
-                  ("| stage | trainable params | LLM tokens/step | step s | bare step s | overhead | tokens/s "
-                   "| achieved of matmul | MFU | peak memory MiB | collate ms |"),
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for row in report["training"]:
-            mfu = f"{100 * row['mfu']:.1f}%" if row["mfu"] is not None else "–"
-            lines.append(f"| {row['stage']} | {row['trainable_params']:,} | {row['llm_tokens']} "
-                         f"| {row['step_s']:.3f} | {row['bare_s']:.3f} | {100 * row['overhead']:+.1f}% "
-                         f"| {row['tokens_per_s']:.0f} | {100 * row['achieved']:.1f}% | {mfu} | {row['peak_memory_mb']:.0f} "
-                         f"| {1000 * row['collate_s']:.1f} |")
+                   f"medians of {settings['repeats']}):"), ""]
+        headers = ["stage", "trainable params", "LLM tokens/step", "step s", "bare step s", "overhead", "tokens/s",
+                   "achieved of matmul", "MFU", "peak memory MiB", "collate ms"]
+        rows = [[row["stage"], f"{row['trainable_params']:,}", row["llm_tokens"], f"{row['step_s']:.3f}",
+                 f"{row['bare_s']:.3f}", f"{100 * row['overhead']:+.1f}%", f"{row['tokens_per_s']:.0f}",
+                 f"{100 * row['achieved']:.1f}%", f"{100 * row['mfu']:.1f}%" if row["mfu"] is not None else "–",
+                 f"{row['peak_memory_mb']:.0f}", f"{1000 * row['collate_s']:.1f}"] for row in report["training"]]
+        lines += markdown_table(headers, rows, "l" + "r" * 10).splitlines()
         lines.append("")
     if report["generation"]:
         lines += [(f"Generation (greedy, {settings['new_tokens']} new tokens per row, medians of "
-                   f"{settings['eval_repeats']}):"), "",
-                  "| batch | tokens/s | × batch 1 | s per batch | peak memory MiB |", "|---:|---:|---:|---:|---:|"]
-        for row in report["generation"]:
-            lines.append(f"| {row['batch_size']} | {row['tokens_per_s']:.1f} | {row['speedup_vs_first']:.2f} "
-                         f"| {row['seconds']:.2f} | {row['peak_memory_mb']:.0f} |")
+                   f"{settings['eval_repeats']}):"), ""]
+        rows = [[row["batch_size"], f"{row['tokens_per_s']:.1f}", f"{row['speedup_vs_first']:.2f}",
+                 f"{row['seconds']:.2f}", f"{row['peak_memory_mb']:.0f}"] for row in report["generation"]]
+        lines += markdown_table(["batch", "tokens/s", "× batch 1", "s per batch", "peak memory MiB"], rows,
+                                "rrrrr").splitlines()
         lines.append("")
     if report.get("backends"):
         lines += backends_markdown(report["backends"])
@@ -722,14 +721,14 @@ def backends_markdown(section: dict) -> list[str]:
     n = section["items"]
     lines = [(f"Backends (model {section['model']}; {n} prompts x {section['new_tokens']} new tokens, greedy, "
               f"EOS suppressed; all loaded side by side, timed runs interleaved, medians of {section['repeats']}; "
-              f"memory: added RSS of the process tree during load + first run):"), "",
-             (f"| backend | dtype | tokens/s | x {section['reference']} | load s | memory MiB "
-              f"| same tokens as {section['reference']} | same tokens as HF, same dtype |"),
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for row in section["rows"]:
-        same = [f"{row[key]}/{n}" if key in row else "–" for key in ("same_as_reference", "same_as_hf_same_dtype")]
-        lines.append(f"| {row['backend']} | {row['dtype']} | {row['tokens_per_s']:.0f} | {row['speedup']:.2f} "
-                     f"| {row['load_s']:.1f} | {row['memory_mb']:.0f} | {same[0]} | {same[1]} |")
+              f"memory: added RSS of the process tree during load + first run):"), ""]
+    headers = ["backend", "dtype", "tokens/s", f"x {section['reference']}", "load s", "memory MiB",
+               f"same tokens as {section['reference']}", "same tokens as HF, same dtype"]
+    rows = [[row["backend"], row["dtype"], f"{row['tokens_per_s']:.0f}", f"{row['speedup']:.2f}", f"{row['load_s']:.1f}",
+             f"{row['memory_mb']:.0f}", *(f"{row[key]}/{n}" if key in row else "–"
+                                          for key in ("same_as_reference", "same_as_hf_same_dtype"))]
+            for row in section["rows"]]
+    lines += markdown_table(headers, rows, "llrrrrrr").splitlines()
     lines.append("")
     return lines
 
