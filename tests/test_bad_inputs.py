@@ -537,8 +537,22 @@ for override, place in [
     ("lexicons.languages=[]", "lexicons.languages"),
     ("diagnose.reference_llm=maybe", "diagnose.reference_llm"),
     ("evaluation.backend=tgi", "evaluation.backend"),
+    ("data.codeswitch.ratio=2", "data.codeswitch.ratio"),
+    ("data.codeswitch.weights={de: 1}", "data.codeswitch: weights"),
+    ("stage1.data.codeswitch={ratio: 0.5}", "stage1: data.codeswitch"),
 ]:
     case(f"pipeline-set-{override}", place)(lambda work, override=override: pipe(work, "--set", override))
+
+
+case("pipeline-dry-run-bad-config", "evaluation.mgsm.limit")(
+    lambda work: pipe(work, "--dry-run", "--set", "evaluation.mgsm.limit=0"))
+
+
+@case("pipeline-dry-run-foreign-output-dir", "was not made by the pipeline")
+def _(work):
+    (work / "project").mkdir()
+    (work / "project" / "config.yaml").write_text("mine: true\n")
+    return pipe(work, "--dry-run", out=work / "project")
 
 
 @case("pipeline-foreign-output-dir", "was not made by the pipeline")

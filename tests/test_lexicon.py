@@ -266,3 +266,14 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     assert main(["lexicon", "induce", "--langs", "de", "--vectors", "glove", "--out", str(tmp_path)]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)
+
+
+def test_restrict_a_lexicon_to_the_words_of_texts():
+    full = lx.Lexicon("de", source="muse")
+    for word, translation in (("apples", "Äpfel"), ("how", "wie"), ("pears", "Birnen")):
+        full.add(word, translation)
+    words = lx.words_of(["How many apples?", "5th apples x2"])
+    assert words == ["how", "many", "apples", "apples"]
+    kept = lx.restrict_lexicon(full, set(words), "restricted to the prompts")
+    assert list(kept.entries) == ["apples", "how"] and kept.source == "muse (restricted to the prompts)"
+    assert lx.coverage(kept, words) == 0.75 and lx.coverage(kept, []) == 0.0

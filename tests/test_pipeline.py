@@ -8,9 +8,11 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lingualift.cli import main
-from lingualift.pipeline.phases import PHASES, STATE_FILE, load_pipeline_config
+from lingualift.pipeline.cache import STATE_FILE
+from lingualift.pipeline.config import PHASES, PipelineConfig, load_pipeline_config
 from lingualift.eval.tasks import MGSM_LANGUAGES, MMWP_LANGUAGES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,9 +154,47 @@ def test_never_deletes_folders_it_did_not_make(tmp_path, data_dir, capsys):
 
 def test_default_config_is_valid_and_covers_all_languages():
     config = load_pipeline_config(DEFAULT)
-    assert config["models"] == {"encoder": "default", "llm": "default"}
-    assert config["evaluation"]["mgsm"]["languages"] == "all" and config["evaluation"]["mmwp"]["languages"] == "all"
-    assert not {"sw", "te"} & set(config["lexicons"]["languages"])
+    assert config.to_dict() == PipelineConfig().to_dict() == load_pipeline_config().to_dict()
+    assert (config.models.encoder, config.models.llm) == ("default", "default")
+    assert config.evaluation.mgsm.languages == "all" and config.evaluation.mmwp.languages == "all"
+    assert not {"sw", "te"} & set(config.lexicons.languages)
+
+
+def test_set_on_a_stage_block_changes_the_block_in_effect():
+    config = load_pipeline_config(None, ["stage1.training.max_steps=500"])
+    assert config.stage1["training"]["max_steps"] == 500 and config.stage1["model"]["warm_start"] == "lexical"
+    tiny = load_pipeline_config(TINY, ["stage1.training.max_steps=5"])
+    assert tiny.stage1["training"]["max_steps"] == 5 and "warm_start" not in tiny.stage1["model"]
+
+
+def _dry_run(out: Path, data_dir: Path, capsys, *extra: str) -> dict[str, str]:
+    """Phase → its dry-run line (`run  <why>` or `reuse  up to date`); also checks that the config is printed."""
+    assert _run(out, data_dir, "--dry-run", *extra) == 0
+    printed = capsys.readouterr().out
+    config = yaml.safe_load(printed)
+    assert config["models"] == {"encoder": "tiny-bert", "llm": "tiny-llama"} and config["output_dir"] == str(out)
+    lines = [line.split(None, 2) for line in printed.splitlines() if line.startswith("#   ")]
+    return {name: f"{action} {why}" for _, name, rest in lines for action, why in [rest.split(None, 1)]}
+
+
+def test_dry_run_says_what_would_run_and_writes_nothing(tmp_path, data_dir, capsys):
+    out = tmp_path / "out"
+    assert _dry_run(out, data_dir, capsys) == {name: "run no previous run" for name in PHASES}
+    assert not out.exists()
+    assert _run(out, data_dir) == 0
+    capsys.readouterr()
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    assert _dry_run(out, data_dir, capsys) == {name: "reuse up to date" for name in PHASES}
+    plan = _dry_run(out, data_dir, capsys, "--set", "evaluation.mgsm.limit=1")
+    assert {name for name, line in plan.items() if line.startswith("run")} == {"evaluate", "report"}
+    assert plan["evaluate"] == "run config changed"
+    os.remove(out / "report.png")
+    assert _dry_run(out, data_dir, capsys)["report"] == "run outputs missing"
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == {p: t for p, t in before.items()
+                                                                if p.name != "report.png"}
+    assert _run(out, data_dir, "--dry-run", "--set", "evaluation.mgsm.limit=0") == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "evaluation.mgsm.limit" in err
 
 
 @pytest.mark.slow

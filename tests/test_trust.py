@@ -18,7 +18,7 @@ from helpers import sharpen, tiny_config, tiny_model
 from safetensors.torch import load_file
 
 from lingualift import checkpoint
-from lingualift.pipeline import phases as pipeline
+from lingualift.pipeline import cache as pipeline_cache
 from lingualift.checkpoint import exclusive_lock, recover, replace_directory
 from lingualift.cli import main
 from lingualift.train.config import config_from_dict
@@ -152,18 +152,18 @@ def test_a_kill_while_clearing_a_phase_folder_never_locks_the_user_out(tmp_path,
     k = 1
     while True:
         folder = tmp_path / f"k{k}" / "runs" / "stage1"
-        pipeline._claim_folder(folder, clear=False)
+        pipeline_cache.claim_folder(folder, clear=False)
         (folder / "checkpoints").mkdir()
         (folder / "checkpoints" / "weights.bin").write_text("x")
         with monkeypatch.context() as patch:
             kill_at(patch, k)
             try:
-                pipeline._claim_folder(folder, clear=True)
+                pipeline_cache.claim_folder(folder, clear=True)
                 finished = True
             except Killed:
                 finished = False
-        pipeline._claim_folder(folder, clear=True)  # the rerun: never refused
-        assert sorted(p.name for p in folder.iterdir()) == [pipeline.FOLDER_MARKER]
+        pipeline_cache.claim_folder(folder, clear=True)  # the rerun: never refused
+        assert sorted(p.name for p in folder.iterdir()) == [pipeline_cache.FOLDER_MARKER]
         assert sorted(p.name for p in folder.parent.iterdir()) == ["stage1"]
         if finished:
             break

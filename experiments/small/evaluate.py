@@ -12,7 +12,7 @@ from lingualift.eval.diagnose import transfer_diagnostic
 from lingualift.eval.runner import GenerationSettings, evaluate
 from lingualift.inference.generators import load_generator
 from lingualift.io import write_json
-from lingualift.pipeline.phases import PooledGenerator
+from lingualift.inference.pooled import PooledGenerator
 from lingualift.eval.report import write_eval_report
 from lingualift.eval.tasks import MGSM_LANGUAGES, get_task, load_examples
 

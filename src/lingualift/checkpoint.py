@@ -201,9 +201,9 @@ def path_fingerprint(spec: str | os.PathLike) -> dict:
     return {"path": str(path.resolve()), "content": digest.hexdigest()[:16]}
 
 
-def digest(obj) -> str:
-    """A short stable digest of a JSON-able object."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+def digest(obj, length: int = 12) -> str:
+    """A short stable digest of a JSON-able object (run identities, pipeline fingerprints)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
 # --------------------------------------------------------------------------- what a directory is

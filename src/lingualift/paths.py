@@ -45,6 +45,19 @@ def find_data_dir(explicit: str | os.PathLike | None = None, required: bool = Tr
     return None
 
 
+def locate_data_dir(explicit: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """The data directory, resolved, and where it came from (--data-dir, $LINGUALIFT_DATA_DIR or a default
+    location): a run prints and reports both, so a wrong data folder is seen at once."""
+    path = find_data_dir(explicit)
+    if explicit:
+        origin = "--data-dir"
+    elif os.environ.get("LINGUALIFT_DATA_DIR"):
+        origin = "$LINGUALIFT_DATA_DIR"
+    else:
+        origin = f"default location {path}"
+    return path.resolve(), origin
+
+
 def packaged_configs(folder: str = "") -> list[str]:
     """Names of the configs that ship inside the package under `configs/<folder>` (e.g. `tiny/align`)."""
     root = Path(__file__).parent / "configs"

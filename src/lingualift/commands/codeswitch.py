@@ -11,11 +11,14 @@ def configure(parser) -> None:
     parser.add_argument("--input", required=True, help="instruction JSONL: question/answer (GSM8K) or Alpaca instruction/input/output")
     parser.add_argument("--output", required=True, help="code-switched JSONL to write")
     parser.add_argument("--lexicons", required=True, help="LANG=SPEC list, e.g. de=muse:de,ru=lexicons/en-ru.tsv")
-    parser.add_argument("--ratio", type=float, default=0.5, help="fraction of replaceable prompt words to translate (default 0.5)")
-    parser.add_argument("--mixing", choices=("per_example", "mixed"), default="per_example",
-                        help="one language per example, or a language per word (default per_example)")
+    from lingualift.data.codeswitch import MIXING, CodeSwitchSettings
+
+    parser.add_argument("--ratio", type=float, default=CodeSwitchSettings.ratio,
+                        help=f"fraction of replaceable prompt words to translate (default {CodeSwitchSettings.ratio})")
+    parser.add_argument("--mixing", choices=MIXING, default=CodeSwitchSettings.mixing,
+                        help=f"one language per example, or a language per word (default {CodeSwitchSettings.mixing})")
     parser.add_argument("--weights", help="LANG=WEIGHT list for sampling languages (default: equal)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=CodeSwitchSettings.seed)
     parser.add_argument("--data-dir", help="data directory holding muse/ (for muse:XX specs)")
 
 

@@ -1,7 +1,8 @@
 """`lingualift pipeline [CONFIG] [--set key=value …]`: the whole method end to end, with a report.
 
 assets → lexicons → code-switched data → stage 1 → stage 2 → evaluation (MGSM, MMWP) → transfer
-diagnostic → report (markdown + PNG). Finished phases are skipped on the next run (`--force` reruns them).
+diagnostic → report (markdown + PNG). Finished phases are skipped on the next run (`--force` reruns them);
+`--dry-run` shows the effective config and which phases would run, and why, without writing anything.
 """
 
 from __future__ import annotations
@@ -26,11 +27,19 @@ def configure(parser) -> None:
     parser.add_argument("--until", choices=("assets", "lexicons", "data", "stage1", "stage2", "evaluate", "diagnose",
                                             "report"), help="stop after this phase")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars (phase logs remain)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the effective config and, per phase, whether it would run or be reused (and "
+                             "why); write nothing, load no model")
 
 
 def run(args) -> int:
-    from lingualift.pipeline.phases import run_pipeline
+    from lingualift.pipeline.phases import prepare_pipeline, run_pipeline
 
+    if args.dry_run:
+        pipeline = prepare_pipeline(args.config, args.overrides, data_dir=args.data_dir, output_dir=args.output_dir,
+                                    force=args.force)
+        _print_plan(pipeline, pipeline.plan(until=args.until))
+        return 0
     pipeline = run_pipeline(args.config, args.overrides, data_dir=args.data_dir, output_dir=args.output_dir,
                             force=args.force, progress=not args.no_progress, until=args.until)
     state = pipeline.state
@@ -47,3 +56,17 @@ def run(args) -> int:
     if report.is_file():
         print(f"report: {report} (+ report.png, training.png)")
     return 0
+
+
+def _print_plan(pipeline, plan: list[tuple[str, str]]) -> None:
+    import yaml
+
+    from lingualift.pipeline.cache import UP_TO_DATE
+
+    print(f"# effective config ({pipeline.config.source}, after --set)")
+    print(yaml.safe_dump(pipeline.config.to_dict(), sort_keys=False, allow_unicode=True), end="")
+    print(f"# data directory: {pipeline.data_dir} ({pipeline.data_dir_origin})")
+    print(f"# phases in {pipeline.out}:")
+    width = max(len(name) for name, _ in plan)
+    for name, reason in plan:
+        print(f"#   {name:<{width}}  {'reuse' if reason == UP_TO_DATE else 'run  '}  {reason}")

@@ -15,70 +15,58 @@ from __future__ import annotations
 import logging
 import math
 import random
-import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lingualift.errors import LinguaLiftError
-from lingualift.data.lexicon import Lexicon, load_lexicon
+from lingualift.data.lexicon import WORD_PATTERN, Lexicon, load_lexicon
+from lingualift.schema import check, from_dict, option
 
 logger = logging.getLogger(__name__)
 
 MIXING = ("per_example", "mixed")
-# A word is a run of letters (\w minus digits and underscore) with optional inner apostrophes.
-# Tokens touching digits ("5th", "x2") are not matched as words, so numbers are never touched.
-WORD_PATTERN = re.compile(r"(?<![\w])[^\W\d_]+(?:['’][^\W\d_]+)*(?![\w])")
 
 
 @dataclass
 class CodeSwitchSettings:
-    """The `data.codeswitch` block of a stage-1 config (also built from CLI flags)."""
+    """The `data.codeswitch` block of a stage-1 config (also built from CLI flags and by the pipeline)."""
 
-    lexicons: dict[str, str]
-    ratio: float = 0.5
-    mixing: str = "per_example"
-    weights: dict[str, float] | None = None
-    seed: int = 0
+    lexicons: dict[str, str] = option(default_factory=dict,
+                                      help="language → lexicon spec (muse:XX or a .txt/.tsv path); required, "
+                                           "except in the pipeline, which uses its own lexicons")
+    ratio: float = option(0.5, min=0, max=1, help="fraction of the replaceable prompt words to translate")
+    mixing: str = option("per_example", choices=MIXING,
+                         help="per_example: one language per example; mixed: a language per word")
+    weights: dict[str, float] | None = option(None, min=0,
+                                              help="language → sampling weight (the lexicon languages exactly)")
+    seed: int = option(0, help="seed of the per-example random choices")
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> CodeSwitchSettings:
-        """Strict: unknown or missing keys are errors naming `where` (e.g. `config.yaml: data.codeswitch`)."""
+        """Strict: unknown keys, wrong types and bad values are errors naming `where` (`config.yaml: data.codeswitch`)."""
         if not isinstance(d, dict):
             raise LinguaLiftError(f"{where}: expected a mapping with lexicons, ratio, mixing, weights, seed")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise LinguaLiftError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
-        if "lexicons" not in d:
-            raise LinguaLiftError(f"{where}: missing `lexicons` (e.g. lexicons: {{de: 'muse:de'}})")
-        settings = cls(**d)
+        settings = from_dict(cls, d, where)
         settings.validate(where)
         return settings
 
     def validate(self, where: str) -> None:
-        """Raise a `LinguaLiftError` naming `where` for the first bad value."""
-        if not isinstance(self.lexicons, dict) or not self.lexicons:
-            raise LinguaLiftError(f"{where}: `lexicons` must map language codes to lexicon specs, e.g. {{de: 'muse:de'}}")
+        """Ranges (the schema) and the rules that tie fields together; raises naming `where`."""
+        check(self, where)
+        if not self.lexicons:
+            raise LinguaLiftError(f"{where}: missing `lexicons`: map language codes to lexicon specs, "
+                                  "e.g. lexicons: {de: 'muse:de'}")
         for lang, spec in self.lexicons.items():
             if not isinstance(spec, str) or not spec:
-                raise LinguaLiftError(f"{where}: lexicon for {lang!r} must be a spec string (muse:XX or a path)")
-        if isinstance(self.ratio, bool) or not isinstance(self.ratio, (int, float)) or not 0 <= self.ratio <= 1:
-            raise LinguaLiftError(f"{where}: ratio must be a number in [0, 1], got {self.ratio!r}")
-        if self.mixing not in MIXING:
-            raise LinguaLiftError(f"{where}: mixing must be one of {', '.join(MIXING)}, got {self.mixing!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise LinguaLiftError(f"{where}: seed must be an integer, got {self.seed!r}")
+                raise LinguaLiftError(f"{where}: lexicons.{lang}: must be a spec string (muse:XX or a path)")
         if self.weights is not None:
-            if not isinstance(self.weights, dict):
-                raise LinguaLiftError(f"{where}: weights must map languages to numbers")
             if set(self.weights) != set(self.lexicons):
                 raise LinguaLiftError(
                     f"{where}: weights must name exactly the lexicon languages ({', '.join(sorted(self.lexicons))}), "
                     f"got {', '.join(sorted(map(str, self.weights)))}"
                 )
-            values = list(self.weights.values())
-            if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in values) or not sum(values) > 0:
+            if not sum(self.weights.values()) > 0:
                 raise LinguaLiftError(f"{where}: weights must be non-negative numbers with a positive sum")
 
 
@@ -221,6 +209,23 @@ class CodeSwitcher:
 
     def _weight(self, lang: str) -> float:
         return self.weights[self.langs.index(lang)]
+
+
+def codeswitch_summary(records: Iterable[dict]) -> dict:
+    """What code-switched records (from `CodeSwitcher.switch`) hold: replacement counts and rate, examples
+    per language and each language's first prompt (240 characters) as a sample."""
+    replaced = replaceable = 0
+    per_lang: dict[str, int] = {}
+    samples: dict[str, str] = {}
+    for record in records:
+        info = record.get("codeswitch", {})
+        replaced += info.get("replaced", 0)
+        replaceable += info.get("replaceable", 0)
+        for lang in info.get("langs", []):
+            per_lang[lang] = per_lang.get(lang, 0) + 1
+            samples.setdefault(lang, record["question"][:240])
+    return {"replaced": replaced, "replaceable": replaceable, "replacement_rate": replaced / max(replaceable, 1),
+            "examples_per_language": per_lang, "samples": samples}
 
 
 def codeswitch_records(

@@ -20,7 +20,7 @@ import hashlib
 import logging
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +79,31 @@ class Lexicon:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+
+# A word is a run of letters (\w minus digits and underscore) with optional inner apostrophes.
+# Tokens touching digits ("5th", "x2") are not matched as words, so numbers are never touched.
+WORD_PATTERN = re.compile(r"(?<![\w])[^\W\d_]+(?:['’][^\W\d_]+)*(?![\w])")
+
+
+def words_of(texts: Iterable[str]) -> list[str]:
+    """The lower-cased words of `texts` in order: what a lexicon is looked up with when code-switching."""
+    return [match.group().lower() for text in texts for match in WORD_PATTERN.finditer(text)]
+
+
+def restrict_lexicon(lexicon: Lexicon, words: Collection[str], note: str) -> Lexicon:
+    """The entries of `lexicon` for `words` only (lower-cased): a small lexicon that still serves texts made of
+    those words; `note` says why in the new lexicon's source."""
+    kept = Lexicon(lexicon.lang, source=f"{lexicon.source} ({note})")
+    for word, translation, rank in lexicon.pairs():
+        if word in words:
+            kept.add(word, translation, rank)
+    return kept
+
+
+def coverage(lexicon: Lexicon, words: Sequence[str]) -> float:
+    """The fraction of `words` (tokens, repeats count) that `lexicon` has an entry for."""
+    return sum(1 for word in words if word in lexicon) / max(len(words), 1)
 
 
 def read_muse(path: str | Path, lang: str | None = None) -> Lexicon:

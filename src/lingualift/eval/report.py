@@ -106,6 +106,20 @@ def write_report(out_dir: str | Path, stem: str, data: dict, markdown: str, char
 # --- evaluation results --------------------------------------------------------------------------------
 
 
+LANGUAGE_HEADERS = ("tier", "language", "n", "accuracy", "95% CI")
+
+
+def tier_cells(task: dict) -> list[str]:
+    """A task's accuracy (%) per tier, in `TIER_ORDER`; – for a tier it has no language of."""
+    return [pct(task["tiers"][t]["accuracy"]) if t in task["tiers"] else "–" for t in TIER_ORDER]
+
+
+def language_rows(task: dict) -> list[list]:
+    """One `LANGUAGE_HEADERS` row per language of a task's results, grouped by tier."""
+    return [[tier_of(l), l, task["languages"][l]["n"], pct(task["languages"][l]["accuracy"]),
+             ci_text(task["languages"][l]["ci95"])] for l in order_by_tier(list(task["languages"]))]
+
+
 def eval_markdown(results: dict) -> str:
     """Summary table (overall and per tier for each task) followed by one per-language table per task."""
     parts = [f"# Evaluation: {results.get('model') or 'model'}\n",
@@ -113,21 +127,16 @@ def eval_markdown(results: dict) -> str:
              "resamples). Tiers: Common Crawl language share (resources/mmwp_tiers.tsv).\n"]
     summary_rows = []
     for name, task in results["tasks"].items():
-        row = [name, f"{pct(task['overall']['accuracy'])} {ci_text(task['overall']['ci95'])}"]
-        row += [pct(task["tiers"][t]["accuracy"]) if t in task["tiers"] else "–" for t in TIER_ORDER]
-        summary_rows.append(row)
+        summary_rows.append([name, f"{pct(task['overall']['accuracy'])} {ci_text(task['overall']['ci95'])}",
+                             *tier_cells(task)])
     parts.append(markdown_table(["task", "overall", *TIER_ORDER], summary_rows))
     for name, task in results["tasks"].items():
-        rows = [
-            [tier_of(l), l, task["languages"][l]["n"], pct(task["languages"][l]["accuracy"]),
-             ci_text(task["languages"][l]["ci95"])]
-            for l in order_by_tier(list(task["languages"]))
-        ]
+        rows = language_rows(task)
         rows += [[f"**{t}**", f"{len(g['languages'])} langs", "", pct(g["accuracy"]), ci_text(g["ci95"])]
                  for t, g in task["tiers"].items()]
         rows.append(["**overall**", f"{len(task['languages'])} langs", "", pct(task["overall"]["accuracy"]),
                      ci_text(task["overall"]["ci95"])])
-        parts.append(f"\n## {name}\n\n" + markdown_table(["tier", "language", "n", "accuracy", "95% CI"], rows))
+        parts.append(f"\n## {name}\n\n" + markdown_table(LANGUAGE_HEADERS, rows))
     return "\n".join(parts)
 
 
