@@ -292,9 +292,11 @@ def _(work):
 # ------------------------------------------------------------------ push
 
 
-@case("push-checkpoint-not-self-contained", "not self-contained")
+@case("push-checkpoint-part-elsewhere", "neither stored in the checkpoint nor on this machine")
 def _(work):
     tiny_model().save_pretrained(work / "stage1", include_frozen=False)
+    config = json.loads((work / "stage1" / "config.json").read_text())
+    (work / "stage1" / "config.json").write_text(json.dumps({**config, "llm": "/elsewhere/llm"}))
     return ["push", str(work / "stage1"), "someone/model"]
 
 

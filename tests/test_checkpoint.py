@@ -243,13 +243,23 @@ def test_push_uploads_the_complete_checkpoint_with_its_card(tmp_path, runs, fake
     assert checkpoint.is_lingualift_checkpoint(uploaded) and not checkpoint.missing_parts(uploaded)
 
 
-@pytest.mark.parametrize("what", ["stage-1 checkpoint", "not a checkpoint", "bad repo id", "bad results",
-                                  "offline"])
+def test_push_shares_a_stage1_checkpoint_as_a_self_contained_copy(tmp_path, runs, fake_hub):
+    before = snapshot(runs["align"].parent)
+    assert main(["push", str(runs["align"]), REPO_ID]) == 0
+    uploaded = tmp_path / "uploaded"
+    assert not checkpoint.missing_parts(uploaded) and (uploaded / "README.md").is_file()
+    local, shared = LinguaLiftModel.from_pretrained(runs["align"]), LinguaLiftModel.from_pretrained(uploaded)
+    for name, tensor in local.state_dict().items():
+        assert torch.equal(tensor, shared.state_dict()[name]), name
+    assert snapshot(runs["align"].parent) == before
+
+
+@pytest.mark.parametrize("what", ["not a checkpoint", "bad repo id", "bad results", "offline"])
 def test_push_refuses_bad_input_before_writing_anything(tmp_path, runs, fake_hub, capsys, monkeypatch, what):
     work = tmp_path / "work"
     work.mkdir()
     (work / "results.json").write_text(json.dumps({"tasks": {}}))
-    source = {"stage-1 checkpoint": runs["align"], "not a checkpoint": work}.get(what, runs["task"])
+    source = {"not a checkpoint": work}.get(what, runs["task"])
     argv = ["push", str(source), "a/b/c" if what == "bad repo id" else REPO_ID]
     if what == "bad results":
         argv += ["--results", str(work / "results.json")]

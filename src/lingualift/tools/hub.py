@@ -17,8 +17,10 @@ from pathlib import Path
 from lingualift.checkpoint import (
     ADAPTER_DIR,
     ASSET_MARKER,
+    ENCODER_DIR,
     FINAL_DIR,
     LINGUALIFT,
+    LLM_DIR,
     LOG_FILE,
     STAGING,
     TRAIN_CONFIG_FILE,
@@ -220,7 +222,10 @@ def _link_or_copy(source: str, target: str) -> None:
 
 
 def check_shareable(path: str | os.PathLike) -> Path:
-    """The checkpoint folder if it can be shared as is: a complete, self-contained LinguaLIFT checkpoint."""
+    """The checkpoint folder if it can be shared: a LinguaLIFT checkpoint whose parts are all reachable.
+
+    One that refers to frozen parts elsewhere (stage 1, LoRA stage 2) is shared as a self-contained copy.
+    """
     path = Path(path)
     if not path.is_dir():
         raise LinguaLiftError(f"{path}: not a folder; give a LinguaLIFT checkpoint folder (e.g. a run's final/)")
@@ -229,11 +234,13 @@ def check_shareable(path: str | os.PathLike) -> Path:
     if kind != LINGUALIFT:
         raise LinguaLiftError(f"{path}: not a LinguaLIFT checkpoint ({kind or 'no config.json'}); give a folder "
                               "written by LinguaLiftModel.save_pretrained (a run's final/)")
-    missing = missing_parts(path)
-    if missing:
-        raise LinguaLiftError(f"{path}: not self-contained (missing {', '.join(missing)}; it refers to frozen parts "
-                              "elsewhere); save it with LinguaLiftModel.save_pretrained(DIR, include_frozen=True) "
-                              "and push DIR")
+    config = read_model_config(path) or {}
+    for role, folder in (("encoder", ENCODER_DIR), ("llm", LLM_DIR)):
+        spec = config.get(role)
+        if folder in missing_parts(path) and isinstance(spec, str) and Path(spec).is_absolute() \
+                and not Path(spec).exists():
+            raise LinguaLiftError(f"{path}: its {role} ({spec}) is neither stored in the checkpoint nor on this "
+                                  "machine; push it from the machine it was trained on")
     return path
 
 
@@ -261,8 +268,13 @@ def push_checkpoint(path: str | os.PathLike, repo_id: str, *, private: bool = Fa
     except OSError:  # a read-only location: stage (by copying) in the temporary folder
         staging = Path(tempfile.mkdtemp(prefix="lingualift-push-"))
     try:
-        shutil.copytree(path, staging, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(".*"),
-                        dirs_exist_ok=True)
+        if missing_parts(path):  # refers to frozen parts elsewhere: upload a self-contained copy
+            from lingualift.model.modeling import LinguaLiftModel
+
+            LinguaLiftModel.from_pretrained(path).save_pretrained(staging, include_frozen=True)
+        else:
+            shutil.copytree(path, staging, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(".*"),
+                            dirs_exist_ok=True)
         from lingualift.io import atomic_write
 
         with atomic_write(staging / "README.md") as handle:
