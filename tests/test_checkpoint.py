@@ -248,9 +248,8 @@ def test_push_shares_a_stage1_checkpoint_as_a_self_contained_copy(tmp_path, runs
     assert main(["push", str(runs["align"]), REPO_ID]) == 0
     uploaded = tmp_path / "uploaded"
     assert not checkpoint.missing_parts(uploaded) and (uploaded / "README.md").is_file()
-    local, shared = LinguaLiftModel.from_pretrained(runs["align"]), LinguaLiftModel.from_pretrained(uploaded)
-    for name, tensor in local.state_dict().items():
-        assert torch.equal(tensor, shared.state_dict()[name]), name
+    expected = load_generator(str(runs["align"]), device="cpu").generate([QUESTION], max_new_tokens=4)
+    assert load_generator(str(uploaded), device="cpu").generate([QUESTION], max_new_tokens=4) == expected
     assert snapshot(runs["align"].parent) == before
 
 

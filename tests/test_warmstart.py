@@ -56,7 +56,7 @@ def test_stage_one_config_runs_the_warm_start(tmp_path):
 
 
 @pytest.mark.parametrize("section, fragment", [
-    ({"model": {"warm_start": "glove"}}, "model.warm_start: must be lexical"),
+    ({"model": {"warm_start": "glove"}}, "model.warm_start: must be one of lexical"),
     ({"stage": "task", "model": {"warm_start": "lexical"}}, "needs a stage that trains the alignment layer"),
     ({"model": {"warm_start": "lexical", "warm_start_texts": 0}}, "model.warm_start_texts"),
 ])

@@ -312,7 +312,7 @@ def _lora_request(adapter: Path):
 
 
 def _vllm_dtype(dtype) -> str:
-    resolved = components._as_dtype(dtype)
+    resolved = components.as_dtype(dtype)
     return {None: "auto", torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[resolved]
 
 

@@ -195,7 +195,7 @@ def load_component(
             return _cast(model, dtype), tokenizer or built_tokenizer
         spec = str(built)
     config = _load_config(spec, label)
-    kwargs = {"dtype": _as_dtype(dtype)} if dtype is not None else {}
+    kwargs = {"dtype": as_dtype(dtype)} if dtype is not None else {}
     auto_class = model_class(config, role)
     if role == ENCODER and _accepts(auto_class, config, "add_pooling_layer"):
         kwargs["add_pooling_layer"] = False  # only hidden states are used; e5-style checkpoints have no pooler
@@ -229,7 +229,7 @@ def _first_line(exc: Exception) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
     try:
@@ -240,7 +240,7 @@ def _as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
 
 
 def _cast(model: PreTrainedModel, dtype) -> PreTrainedModel:
-    dtype = _as_dtype(dtype)
+    dtype = as_dtype(dtype)
     return model.to(dtype) if dtype is not None else model
 
 
