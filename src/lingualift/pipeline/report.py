@@ -138,7 +138,7 @@ def _headline(transfer: dict | None, reference: dict | None, evaluation: dict, c
             f"language, up to {config.evaluation.max_new_tokens} new tokens — of an LLM that may not solve these "
             "problems even in English: it checks that the whole chain runs, not whether the method works. The measured "
             "comparison of methods is `experiments/qwen05b/` (Qwen2.5-Coder-0.5B-Instruct; "
-            "`configs/pipeline/qwen05b.yaml` runs this pipeline on it).\n")
+            "`lingualift pipeline qwen05b` runs this pipeline on it).\n")
     return lines
 
 
