@@ -1,7 +1,7 @@
 """Summaries of the Qwen experiment (see README.md): probe tables, the zero-shot template choice, and the main
 comparison (`results/summary.json`, paired differences, truncation rates, chart).
 
-    python experiments/qwen05b/summarize.py probe | best-template | main
+    python experiments/qwen05b/summarize.py probe | templates | best-template | main
 """
 
 from __future__ import annotations
@@ -72,6 +72,37 @@ def best_template() -> None:
     print(max(scores, key=scores.get) if len(scores) == 2 else "chat")
 
 
+def templates() -> None:
+    """Part 2: zero-shot Qwen with the paper template vs its chat template, per language, with the paired
+    difference (chat - paper) and how often an output used the whole token budget."""
+    from transformers import AutoTokenizer
+
+    from lingualift.tools.assets import qwen_05b_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(qwen_05b_dir())
+    runs = {t: load_run(RUNS / f"zeroshot_{t}") for t in ("paper", "chat")}
+    budget = json.loads((RUNS / "zeroshot_paper" / "run.json").read_text())["generation"]["max_new_tokens"]
+    overall = {t: _load(RESULTS / f"eval_zeroshot_{t}.json")["tasks"]["mgsm"]["overall"]["accuracy"] for t in runs}
+    difference = paired_differences(runs["chat"], runs["paper"])["tasks"]["mgsm"]
+    rows = []
+    for lang in difference["languages"]:
+        accuracy = {t: sum(r["correct"] for r in runs[t]["mgsm"][lang]) / len(runs[t]["mgsm"][lang]) for t in runs}
+        cut = {t: truncation_rate({"mgsm": {lang: runs[t]["mgsm"][lang]}}, budget, tokenizer) for t in runs}
+        d = difference["languages"][lang]
+        rows.append([lang, len(runs["paper"]["mgsm"][lang]), f"{100 * accuracy['paper']:.1f}",
+                     f"{100 * accuracy['chat']:.1f}", f"{100 * d['difference']:+.1f} [{100 * d['ci95'][0]:+.1f}, "
+                     f"{100 * d['ci95'][1]:+.1f}]", f"{100 * cut['paper']:.0f}% / {100 * cut['chat']:.0f}%"])
+    d = difference["overall"]
+    rows.append(["**overall**", "", f"{100 * overall['paper']:.1f}", f"{100 * overall['chat']:.1f}",
+                 f"{100 * d['difference']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]", ""])
+    table = markdown_table(["language", "n", "paper %", "chat %", "chat - paper (paired 95% CI)",
+                            f"outputs at the {budget}-token budget (paper / chat)"], rows)
+    atomic_write(RESULTS / "templates_summary.md", "Zero-shot Qwen2.5-Coder-0.5B-Instruct on MGSM (first 8 problems per "
+                 "language, greedy, vLLM backend): the paper's Alpaca prompt vs the model's chat template.\n\n"
+                 + table + "\n")
+    print(table)
+
+
 def truncation_rate(records: dict, max_new_tokens: int, tokenizer) -> float:
     """Share of outputs that used the whole token budget (the answer may be cut off)."""
     outputs = [r["output"] for by_lang in records.values() for recs in by_lang.values() for r in recs]
@@ -140,4 +171,4 @@ def chart(summary: dict) -> None:
 
 
 if __name__ == "__main__":
-    {"probe": probe, "best-template": best_template, "main": main_summary}[sys.argv[1]]()
+    {"probe": probe, "templates": templates, "best-template": best_template, "main": main_summary}[sys.argv[1]]()
