@@ -32,6 +32,11 @@ METHODS = {  # name in results/ -> what it is (the issue's letters)
 }
 
 
+def _write_text(path: Path, text: str) -> None:
+    with atomic_write(path) as handle:
+        handle.write(text)
+
+
 def _load(path: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
@@ -49,7 +54,7 @@ def probe() -> None:
     table = markdown_table(["run", "steps", "lr", "output scale", "warm-start nearest = paired",
                             "gap en", "de", "zh", "th", "bn", "te", "sw", "reference (Qwen reads the text, 24 items)"],
                            rows)
-    atomic_write(RESULTS / "probe_summary.md", "Content gap (nats/token, mismatched - right question) after each run, "
+    _write_text(RESULTS / "probe_summary.md", "Content gap (nats/token, mismatched - right question) after each run, "
                  "16-24 MGSM items per language (see each JSON's args); – = not measured.\n\n" + table + "\n")
     print(table)
 
@@ -97,7 +102,7 @@ def templates() -> None:
                  f"{100 * d['difference']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]", ""])
     table = markdown_table(["language", "n", "paper %", "chat %", "chat - paper (paired 95% CI)",
                             f"outputs at the {budget}-token budget (paper / chat)"], rows)
-    atomic_write(RESULTS / "templates_summary.md", "Zero-shot Qwen2.5-Coder-0.5B-Instruct on MGSM (first 8 problems per "
+    _write_text(RESULTS / "templates_summary.md", "Zero-shot Qwen2.5-Coder-0.5B-Instruct on MGSM (first 8 problems per "
                  "language, greedy, vLLM backend): the paper's Alpaca prompt vs the model's chat template.\n\n"
                  + table + "\n")
     print(table)
