@@ -22,8 +22,6 @@ def configure(parser) -> None:
 
 
 def settings_from_args(args):
-    import torch
-
     from lingualift.errors import LinguaLiftError
     from lingualift.schema import from_dict, overrides_from_args
     from lingualift.tools.bench import BenchSettings, check_device
@@ -31,9 +29,7 @@ def settings_from_args(args):
     given = overrides_from_args(args, BenchSettings)
     values = {**(BenchSettings.QUICK if args.quick else {}), **(BenchSettings.PAPER if given.get("paper_shapes") else {}),
               **given}
-    settings = from_dict(BenchSettings, values, "")  # errors name the flag: `--batch-size: must be at least 1, got 0`
-    if settings.device == "auto":
-        settings.device = "cuda" if torch.cuda.is_available() else "cpu"
+    settings = from_dict(BenchSettings, values, "").resolved()  # errors name the flag: `--batch-size: …`
     check_device(settings.device, settings.paper_shapes, args.allow_cpu, settings.layers)
     if settings.layers is not None and not settings.paper_shapes:
         raise LinguaLiftError("--layers only applies to --paper-shapes")

@@ -104,6 +104,12 @@ class BenchSettings:
     def quick(cls, **overrides) -> BenchSettings:
         return cls(**{**cls.QUICK, **overrides})
 
+    def resolved(self) -> BenchSettings:
+        """The same settings with `device: auto` made concrete (cuda when available, else cpu)."""
+        if self.device != "auto":
+            return self
+        return dataclasses.replace(self, device="cuda" if torch.cuda.is_available() else "cpu")
+
 
 # ---------------------------------------------------------------------------------------------- measuring
 class PeakMemory:
@@ -635,8 +641,7 @@ def machine_info(device: torch.device) -> dict:
 def run_bench(settings: BenchSettings, output_dir: str | os.PathLike | None = None, *, train: bool = True,
               evaluate: bool = True) -> dict:
     """Run the benchmark; writes `bench.json` and `bench.md` into `output_dir` when given."""
-    if settings.device == "auto":
-        settings = dataclasses.replace(settings, device="cuda" if torch.cuda.is_available() else "cpu")
+    settings = settings.resolved()
     device = torch.device(settings.device)
     dtype = torch.bfloat16 if settings.precision == "bf16" or settings.paper_shapes else torch.float32
     if device.type == "cpu":
