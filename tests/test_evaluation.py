@@ -56,22 +56,35 @@ def test_batched_equals_batch_size_one(tmp_path, data_dir):
     assert [r["correct"] for r in records] == [i % 2 == 1 for i in range(7)]
 
 
+def saved_ids(out_dir):
+    return {json.loads(line)["id"] for path in out_dir.rglob("*.jsonl")
+            for line in path.read_text(encoding="utf-8").splitlines()}
+
+
+def test_batches_pool_languages(tmp_path, data_dir):
+    """Pending questions of all languages and tasks with the same decoding options share batches, longest first."""
+    generator = FakeGenerator()
+    run(generator, tmp_path / "r", data_dir, batch_size=8)
+    assert [len(call) for call in generator.calls] == [8, 8, 8, 8, 8, 1]  # mgsm 3 × 7 + mmwp 4 × 5
+    assert len({q[:2] for q in generator.calls[0]}) > 1
+    lengths = [len(q) for q in generator.calls[0]]
+    assert lengths == sorted(lengths, reverse=True)
+
+
 def test_killed_run_resumes_without_recomputing(tmp_path, data_dir):
     reference = run(FakeGenerator(), tmp_path / "ref", data_dir)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        run(FakeGenerator(fail_after_calls=4), out, data_dir)  # dies in mgsm/bn after its first batch
+        run(FakeGenerator(fail_after_calls=4), out, data_dir)  # four batches of 3 saved, then killed
+    saved = saved_ids(out)
+    assert len(saved) == 12
     partial = predictions_path(out, "mgsm", "bn")
-    done_before = len(partial.read_text(encoding="utf-8").splitlines())
-    assert 0 < done_before < 7
     with open(partial, "a", encoding="utf-8") as handle:  # a write cut short by the kill
         handle.write('{"id": "bn-9", "task": "mgs')
     resumed_generator = FakeGenerator()
     resumed = run(resumed_generator, out, data_dir)
     asked = [q for call in resumed_generator.calls for q in call]
-    assert len(asked) == len(set(asked))
-    assert not any(q.startswith("en:") for q in asked)  # mgsm/en was complete
-    assert sum(q.startswith("bn:") for q in asked) == 7 - done_before
+    assert len(asked) == len(set(asked)) == 3 * 7 + 4 * 5 - len(saved)  # nothing saved is asked again
     assert files(out) == files(tmp_path / "ref")
     assert resumed == reference
     again = FakeGenerator()

@@ -76,13 +76,17 @@ train() {  # $1 = config name; resumes from its last step checkpoint
 }
 
 evaluate_model() {  # $1 = model, $2 = name, rest = extra `lingualift eval` flags (later ones win)
+  # SCOPE=focus: only MMWP English + low tier (the headline comparison) into results/eval_<name>_focus.json;
+  # the full evaluation later reuses those predictions (same run directory).
   local model=$1 name=$2; shift 2
-  if [ -f "$R/eval_$name.json" ]; then stamp "eval $name: done"; return; fi
-  stamp "eval $name"
-  $EVAL_LL eval --model "$model" --tasks mgsm,mmwp --langs "$LANGS" --limit "$LIMIT" --max-new-tokens "$MAX_NEW_TOKENS" \
+  local result=$R/eval_$name tasks=mgsm,mmwp langs=$LANGS
+  if [ "${SCOPE:-all}" = focus ]; then result=${result}_focus tasks=mmwp langs=en,$MMWP_LOW; fi
+  if [ -f "$result.json" ]; then stamp "eval $(basename "$result"): done"; return; fi
+  stamp "eval $(basename "$result")"
+  $EVAL_LL eval --model "$model" --tasks $tasks --langs "$langs" --limit "$LIMIT" --max-new-tokens "$MAX_NEW_TOKENS" \
     --batch-size "$BATCH" --data-dir "$DATA" --offline --no-progress --out "$RUNS/eval/$name" \
-    $( [ "$BACKEND" != hf ] && echo "--backend $BACKEND" ) "$@" > "$R/eval_$name.log" 2>&1
-  cp "$RUNS/eval/$name/results.json" "$R/eval_$name.json"
+    $( [ "$BACKEND" != hf ] && echo "--backend $BACKEND" ) "$@" > "$result.log" 2>&1
+  cp "$RUNS/eval/$name/results.json" "$result.json"
 }
 
 diagnose_model() {  # $1 = model, $2 = name: teacher-forced transfer diagnostic on all MGSM languages
@@ -96,8 +100,12 @@ main_comparison() {
   # (3) Every method on the same rows: 200 stage-1 (or langbridge) steps, 100 stage-2 / SFT LoRA steps, batch 4.
   TEMPLATE=$($PY $E/summarize.py best-template)
   prepare_data
+  # The headline first, at the least cost: the LLM alone vs LinguaLIFT stage 1 on MMWP English + low tier.
+  SCOPE=focus evaluate_model "$LLM" zeroshot --prompt-template "$TEMPLATE"
+  train lingualift_align;  SCOPE=focus evaluate_model $RUNS/lingualift_align/final lingualift_s1
+  $PY $E/summarize.py main
   evaluate_model "$LLM" zeroshot --prompt-template "$TEMPLATE"
-  train lingualift_align;  evaluate_model $RUNS/lingualift_align/final lingualift_s1
+  evaluate_model $RUNS/lingualift_align/final lingualift_s1
   train mindmerger_align;  evaluate_model $RUNS/mindmerger_align/final mindmerger_s1
   train lingualift_task;   evaluate_model $RUNS/lingualift_task/final lingualift
   train sft;               evaluate_model $RUNS/sft/final sft

@@ -123,10 +123,11 @@ def main_summary() -> None:
     tokenizer = AutoTokenizer.from_pretrained(qwen_05b_dir())
     summary, runs = {}, {}
     for name, label in METHODS.items():
-        results = _load(RESULTS / f"eval_{name}.json")
+        scope = "all" if (RESULTS / f"eval_{name}.json").exists() else "focus"  # focus: MMWP en + low tier only
+        results = _load(RESULTS / f"eval_{name}.json") or _load(RESULTS / f"eval_{name}_focus.json")
         if results is None:
             continue
-        summary[name] = {"label": label}
+        summary[name] = {"label": label, "scope": scope}
         for task, block in results["tasks"].items():
             entries = {tier: {"accuracy": v["accuracy"], "ci_low": v["ci95"][0], "ci_high": v["ci95"][1],
                               "n": len(v["languages"])} for tier, v in block["tiers"].items()}

@@ -8,9 +8,9 @@ Layout of a run directory:
 
 Predictions are appended (and fsync'ed) chunk by chunk, so a killed run loses at most one batch; on
 resume, finished examples are read back by id and skipped, and a truncated last line is dropped and
-recomputed. When a language is complete its file is rewritten atomically in the data's original order,
-so an interrupted-and-resumed run ends with byte-identical files. Batches are formed from examples
-sorted by prompt length (less padding); batching never changes results, only speed.
+recomputed. At the end every language's file is rewritten atomically in the data's original order, so an
+interrupted-and-resumed run ends with byte-identical files. Batches pool the pending examples of all
+languages, longest prompt first (full batches, less padding); batching never changes results, only speed.
 """
 
 from __future__ import annotations
@@ -149,55 +149,73 @@ def make_record(task: Task, example: Example, prompt: str, output: str) -> dict:
     return record
 
 
-def run_language(
-    generator,
-    task: Task,
-    examples: list[Example],
-    path: Path,
-    settings: GenerationSettings = GenerationSettings(),
-    batch_size: int = 16,
-    progress: bool = True,
-) -> list[dict]:
-    """Generate (or reuse) predictions for one task/language; returns records in the data's order."""
-    done = read_done(path)
-    for example in examples:
-        record = done.get(example.id)
-        if record is not None and record.get("gold") != example.gold:
-            raise LinguaLiftError(
-                f"{path}: record {example.id!r} has gold {record.get('gold')!r} but the data says "
-                f"{example.gold!r}; the data changed - delete the file to recompute"
-            )
-    todo = sorted((ex for ex in examples if ex.id not in done), key=lambda ex: -len(ex.question))
-    options = dict(
+def _generation_options(task: Task, settings: GenerationSettings) -> dict:
+    return dict(
         max_new_tokens=settings.max_new_tokens or task.max_new_tokens,
         stop=list(settings.stop if settings.stop is not None else task.stop),
         do_sample=settings.do_sample,
         temperature=settings.temperature,
         top_p=settings.top_p,
-        batch_size=batch_size,
     )
-    if todo:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc=f"{task.name}/{examples[0].lang}",
-                   unit="ex", disable=not progress)
-        with open(path, "a", encoding="utf-8") as handle:
-            for start in range(0, len(todo), batch_size):
-                chunk = todo[start : start + batch_size]
-                outputs = generator.generate([ex.question for ex in chunk], **options)
-                if len(outputs) != len(chunk):
-                    raise RuntimeError(f"generator returned {len(outputs)} outputs for {len(chunk)} questions")
-                lines = []
-                for example, output in zip(chunk, outputs):
-                    done[example.id] = make_record(task, example, generator.rendered_prompt(example.question), output)
-                    lines.append(json.dumps(done[example.id], ensure_ascii=False) + "\n")
-                handle.write("".join(lines))
-                handle.flush()
-                os.fsync(handle.fileno())
-                bar.update(len(chunk))
-        bar.close()
-    records = [done[ex.id] for ex in examples]
-    write_jsonl(path, records)  # final file: original order, atomic
-    return records
+
+
+def generate_predictions(
+    generator,
+    work: list[tuple[Task, str, list[Example]]],
+    out_dir: Path,
+    settings: GenerationSettings = GenerationSettings(),
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict[tuple[str, str], list[dict]]:
+    """Generate (or reuse) the predictions of every (task, language, examples) slice in `work`.
+
+    Pending questions of all slices that share decoding options are pooled and batched longest first: a few
+    questions per language would leave the batch (HF) or the engine's scheduler (vLLM) half empty and wait on
+    each language's longest answer. Each chunk's records are appended to their own language's file, so a kill
+    loses at most one chunk; returns each slice's records in the data's order.
+    """
+    done: dict[tuple[str, str], dict[str, dict]] = {}
+    groups: dict[str, list[tuple[Task, str, Example]]] = {}
+    for task, lang, examples in work:
+        path = predictions_path(out_dir, task.name, lang)
+        done[task.name, lang] = records = read_done(path)
+        for example in examples:
+            record = records.get(example.id)
+            if record is None:
+                groups.setdefault(json.dumps(_generation_options(task, settings)), []).append((task, lang, example))
+            elif record.get("gold") != example.gold:
+                raise LinguaLiftError(
+                    f"{path}: record {example.id!r} has gold {record.get('gold')!r} but the data says "
+                    f"{example.gold!r}; the data changed - delete the file to recompute"
+                )
+    bar = tqdm(total=sum(map(len, groups.values())), desc="generate", unit="ex", disable=not progress or not groups)
+    for key, pending in groups.items():
+        options = json.loads(key)
+        pending.sort(key=lambda item: -len(item[2].question))
+        for start in range(0, len(pending), batch_size):
+            chunk = pending[start : start + batch_size]
+            outputs = generator.generate([ex.question for _, _, ex in chunk], **options, batch_size=batch_size)
+            if len(outputs) != len(chunk):
+                raise RuntimeError(f"generator returned {len(outputs)} outputs for {len(chunk)} questions")
+            lines: dict[Path, list[str]] = {}
+            for (task, lang, example), output in zip(chunk, outputs):
+                record = make_record(task, example, generator.rendered_prompt(example.question), output)
+                done[task.name, lang][example.id] = record
+                lines.setdefault(predictions_path(out_dir, task.name, lang), []).append(
+                    json.dumps(record, ensure_ascii=False) + "\n")
+            for path, new_lines in lines.items():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "a", encoding="utf-8") as handle:
+                    handle.write("".join(new_lines))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            bar.update(len(chunk))
+    bar.close()
+    results = {}
+    for task, lang, examples in work:
+        results[task.name, lang] = [done[task.name, lang][ex.id] for ex in examples]
+        write_jsonl(predictions_path(out_dir, task.name, lang), results[task.name, lang])  # data order, atomic
+    return results
 
 
 def evaluate(
@@ -206,7 +224,7 @@ def evaluate(
     out_dir: str | Path,
     *,
     data_dir: str | Path | None = None,
-    limit: int | None = None,
+    limit: int | None | dict[str, int | None] = None,
     batch_size: int = 16,
     settings: GenerationSettings = GenerationSettings(),
     download: bool = False,
@@ -217,24 +235,25 @@ def evaluate(
 ) -> dict:
     """Run every (task, languages) pair of `plan` and return the results dict (see `summarize`).
 
-    `plan` comes from `tasks.parse_task_langs`; reports are written by `report.write_eval_report`.
-    `model_spec` (the checkpoint path or hub id the generator was loaded from) identifies the model in
-    run.json; see `run_identity`.
+    `plan` comes from `tasks.parse_task_langs`; `limit` caps the examples per language, for all tasks or per
+    task name; reports are written by `report.write_eval_report`. `model_spec` (the checkpoint path or hub id
+    the generator was loaded from) identifies the model in run.json; see `run_identity`.
     """
     out_dir = Path(out_dir)
     identity = run_identity(generator, settings, model_spec)
+    limits = limit if isinstance(limit, dict) else {task.name: limit for task, _ in plan}
     # Load everything first so that a missing or malformed file fails before anything is written.
-    work = [(task, lang, load_examples(task, lang, data_dir, limit, download)) for task, langs in plan for lang in langs]
+    work = [(task, lang, load_examples(task, lang, data_dir, limits.get(task.name), download))
+            for task, langs in plan for lang in langs]
     if not work:
         raise LinguaLiftError("nothing to evaluate: no task/language pairs (check --tasks and --langs)")
-    records: dict[str, dict[str, list[dict]]] = {}
     with claim_run_dir(out_dir, identity):
-        for task, lang, examples in work:
-            path = predictions_path(out_dir, task.name, lang)
-            done = run_language(generator, task, examples, path, settings, batch_size, progress)
-            accuracy = sum(r["correct"] for r in done) / len(done)
-            logger.info("%s/%s: accuracy %.1f%% over %d examples", task.name, lang, 100 * accuracy, len(done))
-            records.setdefault(task.name, {})[lang] = done
+        predictions = generate_predictions(generator, work, out_dir, settings, batch_size, progress)
+    records: dict[str, dict[str, list[dict]]] = {}
+    for (task_name, lang), done in predictions.items():
+        accuracy = sum(r["correct"] for r in done) / len(done)
+        logger.info("%s/%s: accuracy %.1f%% over %d examples", task_name, lang, 100 * accuracy, len(done))
+        records.setdefault(task_name, {})[lang] = done
     return summarize(records, model=generator.name, n_bootstrap=n_bootstrap, seed=seed)
 
 

@@ -339,37 +339,24 @@ class Pipeline:
 
     def _run_evaluate(self) -> dict:
         from lingualift.eval.report import write_eval_report
-        from lingualift.eval.runner import GenerationSettings, evaluate, predictions_path, read_done
-        from lingualift.eval.tasks import get_task, load_examples
-        from lingualift.inference.pooled import PooledGenerator
+        from lingualift.eval.runner import GenerationSettings, evaluate
+        from lingualift.eval.tasks import get_task
 
         ev = self.config.evaluation
         out_dir = self.layout.eval
-        settings = GenerationSettings(max_new_tokens=ev.max_new_tokens)
-        plans = [(get_task(name), langs, getattr(ev, name).limit)
-                 for name, langs in (("mgsm", self.languages.mgsm), ("mmwp", self.languages.mmwp)) if langs]
-        if not plans:
+        plan = [(get_task(name), langs) for name, langs in (("mgsm", self.languages.mgsm), ("mmwp", self.languages.mmwp))
+                if langs]
+        if not plan:
             return {"tasks": {}}
-        # Generate every pending question in one pooled, length-sorted pass; `evaluate` then reads the pool.
-        pending = []
-        for task, langs, limit in plans:
-            for lang in langs:
-                done = read_done(predictions_path(out_dir, task.name, lang))
-                pending += [ex.question for ex in load_examples(task, lang, self.data_dir, limit) if ex.id not in done]
-        pooled = PooledGenerator(self._generator(backend=ev.backend))
-        pooled.prefetch(list(dict.fromkeys(pending)), max_new_tokens=ev.max_new_tokens,
-                        stop=list(plans[0][0].stop), batch_size=ev.batch_size, progress=self.progress)
-        results = None
-        for task, langs, limit in plans:
-            part = evaluate(pooled, [(task, langs)], out_dir, data_dir=self.data_dir, limit=limit,
-                            batch_size=ev.batch_size, settings=settings, n_bootstrap=ev.bootstrap,
-                            progress=False, model_spec=self.layout.final("stage2"))
-            results = part if results is None else {**results, "tasks": {**results["tasks"], **part["tasks"]}}
+        limits = {task.name: getattr(ev, task.name).limit for task, _ in plan}
+        # One `evaluate` call pools every pending question of both tasks into full batches.
+        results = evaluate(self._generator(backend=ev.backend), plan, out_dir, data_dir=self.data_dir, limit=limits,
+                           batch_size=ev.batch_size, settings=GenerationSettings(max_new_tokens=ev.max_new_tokens),
+                           n_bootstrap=ev.bootstrap, progress=self.progress, model_spec=self.layout.final("stage2"))
         write_eval_report(results, out_dir)
         return {"tasks": {name: {"overall": task["overall"], "tiers": task["tiers"],
                                  "n": sum(v["n"] for v in task["languages"].values())}
-                          for name, task in results["tasks"].items()},
-                "generated": pooled.generated}
+                          for name, task in results["tasks"].items()}}
 
     def _run_diagnose(self) -> dict:
         from lingualift.eval.diagnose import diagnose, transfer_diagnostic
