@@ -124,6 +124,7 @@ for field, value, place in [
     ("training.tensorboard", "maybe", "training.tensorboard"),
     ("model.warm_start", "semantic", "model.warm_start"),
     ("model.llm_sees_query", "7", "model.llm_sees_query"),
+    ("model.chat_template", "true", "data.prompt_template: chat"),
     ("model.init_from", "no/such/checkpoint", "model.init_from"),
     ("data.train", "no/such/file.jsonl", "data.train"),
     ("data.train", "''", "data.train"),

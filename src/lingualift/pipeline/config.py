@@ -246,7 +246,7 @@ def stage_config(config: PipelineConfig, stage: str, layout: Layout):
         raw["model"].setdefault("encoder", config.models.encoder)
         raw["model"].setdefault("llm", config.models.llm)
     else:
-        for key in ("encoder", "llm", "alignment", "alignment_kwargs", "chat_template", "llm_sees_query"):
+        for key in ("encoder", "llm", "alignment", "alignment_kwargs", "llm_sees_query"):
             if key in raw["model"]:
                 raise LinguaLiftError(f"{source}: stage2.model.{key}: comes from the stage-1 checkpoint; set it in stage1")
         raw["model"]["init_from"] = str(layout.final("stage1"))

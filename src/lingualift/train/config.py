@@ -25,7 +25,6 @@ class ModelSection:
     alignment: str = option("mlp", help="alignment layer (registry in lingualift.model.alignment)")
     alignment_kwargs: dict = option(default_factory=dict, help="alignment layer options, e.g. {output_scale: embedding_rms}")
     llm_sees_query: bool = option(False, help="the LLM also reads the question's own tokens (MindMerger-style)")
-    chat_template: bool = option(False, help="place the soft prompt inside the LLM's chat template (user turn)")
     llm_prefix: str = option("", help="text before the soft prompt")
     llm_suffix: str = option("", help="text after the soft prompt")
     encoder_max_length: int = option(512, min=1, help="encoder tokens per prompt")
@@ -108,6 +107,8 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None,
 def config_from_dict(raw: dict, source: str = "config", data_dir: str | None = None) -> TrainConfig:
     """Schema and cross-field checks only (no file system): the pipeline validates stage configs this way."""
     raw = _substitute(raw, data_dir, source)
+    if isinstance(raw.get("model"), dict) and "chat_template" in raw["model"]:
+        raise LinguaLiftError(f"{source}: model.chat_template: replaced by `data.prompt_template: chat`; use that")
     config = from_dict(TrainConfig, raw, source)
     config.source, config.data_dir = source, data_dir
     _validate(config)

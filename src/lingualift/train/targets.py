@@ -16,7 +16,7 @@ from torch import nn
 
 from lingualift.checkpoint import replace_directory
 from lingualift.data.collate import BridgeCollator, CausalLMCollator
-from lingualift.data.prompts import CHAT_TEMPLATE, llm_affixes
+from lingualift.data.prompts import llm_affixes
 from lingualift.checkpoint import RUN_METADATA
 from lingualift.io import write_json
 from lingualift.model import components
@@ -56,8 +56,7 @@ class TrainingTarget(ABC):
 
 def _affixes(config: TrainConfig, tokenizer) -> tuple[str, str]:
     """LLM text around the prompt (sft) or the soft prompt (bridge): the chat template's user turn when asked."""
-    template = CHAT_TEMPLATE if config.model.chat_template else config.data.prompt_template
-    return llm_affixes(tokenizer, template, config.model.llm_prefix, config.model.llm_suffix)
+    return llm_affixes(tokenizer, config.data.prompt_template, config.model.llm_prefix, config.model.llm_suffix)
 
 
 class BridgeTarget(TrainingTarget):
