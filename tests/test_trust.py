@@ -52,6 +52,25 @@ def kill_at(monkeypatch, k: int) -> dict:
     return state
 
 
+def kill_at_every_step(monkeypatch, prepare, act):
+    """For k = 1, 2, …: `prepare(k)` a fresh target, then `act(target)` with the k-th rename/replace/rmtree
+    killed; yields `(k, target, finished, state)` so the caller checks what each kill left, until `act` completes."""
+    k = 1
+    while True:
+        target = prepare(k)
+        with monkeypatch.context() as patch:
+            state = kill_at(patch, k)
+            try:
+                act(target)
+                finished = True
+            except Killed:
+                finished = False
+        yield k, target, finished, state
+        if finished:
+            return
+        k += 1
+
+
 def write_version(folder: Path, version: str) -> None:
     for name in ("a.txt", "b.txt", "c.txt"):
         (folder / name).write_text(version)
@@ -67,20 +86,19 @@ def version_of(folder: Path) -> str:
 
 
 def test_a_kill_at_any_rename_or_delete_leaves_a_complete_final(tmp_path, monkeypatch):
-    k, seen_new = 1, False
-    while True:
+    def prepare(k):
         target = tmp_path / f"run{k}" / "final"
         target.parent.mkdir()
         with replace_directory(target) as staging:
             write_version(staging, "old")
-        with monkeypatch.context() as patch:
-            state = kill_at(patch, k)
-            try:
-                with replace_directory(target) as staging:
-                    write_version(staging, "new")
-                finished = True
-            except Killed:
-                finished = False
+        return target
+
+    def replace_with_new(target):
+        with replace_directory(target) as staging:
+            write_version(staging, "new")
+
+    seen_new = False
+    for k, target, finished, state in kill_at_every_step(monkeypatch, prepare, replace_with_new):
         recover(target)  # what the next run or load does first
         assert version_of(target) in ("old", "new")
         seen_new |= version_of(target) == "new"
@@ -88,25 +106,20 @@ def test_a_kill_at_any_rename_or_delete_leaves_a_complete_final(tmp_path, monkey
         assert leftovers == [], leftovers
         if finished:
             assert state["calls"] < k and version_of(target) == "new"
-            break
-        k += 1
     assert k > 2 and seen_new
 
 
 def test_saving_a_model_over_final_survives_a_kill_at_every_step(tmp_path, monkeypatch):
     first, second = tiny_model(), tiny_model()
     sharpen(second.alignment, seed=9, std=0.5)
-    k = 1
-    while True:
+
+    def prepare(k):
         final = tmp_path / f"k{k}" / "final"
         first.save_pretrained(final, include_frozen=False)
-        with monkeypatch.context() as patch:
-            kill_at(patch, k)
-            try:
-                second.save_pretrained(final, include_frozen=False)
-                finished = True
-            except Killed:
-                finished = False
+        return final
+
+    for _, final, finished, _ in kill_at_every_step(
+            monkeypatch, prepare, lambda final: second.save_pretrained(final, include_frozen=False)):
         loaded = LinguaLiftModel.from_pretrained(final)  # recovers, then loads a complete checkpoint
         weights = loaded.alignment.state_dict()
         matches = [all(torch.equal(weights[n], m.alignment.state_dict()[n]) for n in weights) for m in (first, second)]
@@ -114,8 +127,6 @@ def test_saving_a_model_over_final_survives_a_kill_at_every_step(tmp_path, monke
         assert sorted(p.name for p in final.parent.iterdir()) == ["final"]
         if finished:
             assert matches[1]
-            break
-        k += 1
 
 
 def test_stale_staging_of_a_dead_writer_is_cleaned(tmp_path):
@@ -149,25 +160,18 @@ def test_files_and_folders_honour_the_umask(tmp_path):
 
 
 def test_a_kill_while_clearing_a_phase_folder_never_locks_the_user_out(tmp_path, monkeypatch):
-    k = 1
-    while True:
+    def prepare(k):
         folder = tmp_path / f"k{k}" / "runs" / "stage1"
         pipeline_cache.claim_folder(folder, clear=False)
         (folder / "checkpoints").mkdir()
         (folder / "checkpoints" / "weights.bin").write_text("x")
-        with monkeypatch.context() as patch:
-            kill_at(patch, k)
-            try:
-                pipeline_cache.claim_folder(folder, clear=True)
-                finished = True
-            except Killed:
-                finished = False
+        return folder
+
+    for k, folder, _, _ in kill_at_every_step(
+            monkeypatch, prepare, lambda folder: pipeline_cache.claim_folder(folder, clear=True)):
         pipeline_cache.claim_folder(folder, clear=True)  # the rerun: never refused
         assert sorted(p.name for p in folder.iterdir()) == [pipeline_cache.FOLDER_MARKER]
         assert sorted(p.name for p in folder.parent.iterdir()) == ["stage1"]
-        if finished:
-            break
-        k += 1
     assert k > 1
 
 
