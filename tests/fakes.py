@@ -12,6 +12,8 @@ class FakeGenerator:
     NLL falls with the number of question words shared with the target; embeddings are bag-of-digits."""
 
     name = "fake"
+    backend = "hf"
+    dtype = "float32"
     prompt_template = "Q: {question}\nA:"
 
     def __init__(self, fail_after_calls: int | None = None):

@@ -274,7 +274,7 @@ def test_two_checkpoints_both_called_final_are_scored_with_their_own_outputs(tmp
     assert len(list((tmp_path / "runs" / "eval").iterdir())) == 2
 
 
-def test_run_identity_covers_every_generation_setting_and_the_backend(tmp_path):
+def test_run_identity_covers_every_generation_setting_the_backend_and_the_precision(tmp_path):
     from dataclasses import dataclass
 
     from lingualift.eval.runner import default_run_dir, run_identity
@@ -283,12 +283,12 @@ def test_run_identity_covers_every_generation_setting_and_the_backend(tmp_path):
     class WithNewField(GenerationSettings):
         repetition_penalty: float = 1.0
 
-    hf, vllm = FakeGenerator(), FakeGenerator()
-    vllm.backend = "vllm"
+    hf, vllm, bf16 = FakeGenerator(), FakeGenerator(), FakeGenerator()
+    vllm.backend, bf16.dtype = "vllm", "bfloat16"
     ids = {default_run_dir(run_identity(generator, s, tmp_path)) for generator, s in
            ((hf, GenerationSettings()), (hf, GenerationSettings(max_new_tokens=5)), (hf, WithNewField()),
-            (hf, WithNewField(repetition_penalty=1.2)), (vllm, GenerationSettings()))}
-    assert len(ids) == 5
+            (hf, WithNewField(repetition_penalty=1.2)), (vllm, GenerationSettings()), (bf16, GenerationSettings()))}
+    assert len(ids) == 6
 
 
 def test_concurrent_evaluations_into_one_folder_cannot_mix(tmp_path, mgsm_dir):

@@ -107,6 +107,20 @@ def test_unknown_backend_and_misplaced_options_are_user_errors():
         load_generator("tiny-llama", backend="hf", tensor_parallel_size=2)
 
 
+def test_default_precision_is_the_checkpoints_own_as_in_hf(tmp_path):
+    """Unset, vLLM runs in the checkpoint's dtype, as the HF path loads it: vLLM's own `auto` would run an fp32
+    checkpoint in bf16 on CPU (other answers; an emulated, far slower matmul on CPUs without bf16)."""
+    from lingualift.inference.vllm_engine import _vllm_dtype
+
+    fp32 = save_llm(tmp_path / "fp32")
+    model, tokenizer = vllm_tiny_llm()
+    model.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    tokenizer.save_pretrained(tmp_path / "bf16")
+    for path, dtype in ((fp32, "float32"), (tmp_path / "bf16", "bfloat16")):
+        assert _vllm_dtype(None, path) == dtype == load_generator(str(path), backend="hf", device="cpu").dtype
+    assert _vllm_dtype("bf16", fp32) == "bfloat16" and _vllm_dtype("fp32", tmp_path / "bf16") == "float32"
+
+
 # ---------------------------------------------------------------------------------------------- engines
 @pytest.fixture(scope="module")
 def bridge(tmp_path_factory):
@@ -210,8 +224,10 @@ def test_lora_checkpoint_matches_hf(tmp_path, mode):
 def test_plain_llm_token_prompts_match_hf(tmp_path, kind):
     path = save_llm(tmp_path / f"tiny-{kind}", kind)
     (path / "lingualift.json").write_text(json.dumps({"prompt_template": "plain", "llm_suffix": " A:"}))
-    hf, fast = both(path)
+    hf = load_generator(str(path), backend="hf", device="cpu")
+    fast = load_generator(str(path), backend="vllm", **ENGINE)  # the default precision: the checkpoint's (fp32)
     try:
+        assert fast.dtype == hf.dtype == "float32"
         assert fast.prompts(QUESTIONS[:1])[0]["prompt_token_ids"] == hf.collator.prompt_ids(
             hf.examples(QUESTIONS[:1])[0].prompt)
         expected = hf.generate(QUESTIONS, max_new_tokens=NEW_TOKENS, batch_size=4)

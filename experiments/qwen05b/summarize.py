@@ -108,47 +108,87 @@ def templates() -> None:
     print(table)
 
 
-def truncation_rate(records: dict, max_new_tokens: int, tokenizer) -> float:
+def truncation_rate(records: list[dict], max_new_tokens: int, tokenizer) -> float:
     """Share of outputs that used the whole token budget (the answer may be cut off)."""
-    outputs = [r["output"] for by_lang in records.values() for recs in by_lang.values() for r in recs]
-    lengths = [len(ids) for ids in tokenizer(outputs, add_special_tokens=False).input_ids]
+    lengths = [len(ids) for ids in tokenizer([r["output"] for r in records], add_special_tokens=False).input_ids]
     return sum(length >= max_new_tokens - 1 for length in lengths) / max(len(lengths), 1)
 
 
+def _interval_entry(accuracy: float, ci95: list[float], n: int) -> dict:
+    return {"accuracy": accuracy, "ci_low": ci95[0], "ci_high": ci95[1], "n": n}
+
+
 def main_summary() -> None:
+    """`summary.json` ({method: {task: {tier or language: {accuracy, ci_low, ci_high, n}}}}; tiers and `overall`
+    count languages, languages count problems), `methods.json` (what each method is, its scope, token budget and
+    truncation rate per task), paired differences to zero-shot, `summary.md` and the chart."""
     from transformers import AutoTokenizer
 
     from lingualift.tools.assets import qwen_05b_dir
 
     tokenizer = AutoTokenizer.from_pretrained(qwen_05b_dir())
-    summary, runs = {}, {}
+    summary, methods, runs = {}, {}, {}
     for name, label in METHODS.items():
         scope = "all" if (RESULTS / f"eval_{name}.json").exists() else "focus"  # focus: MMWP en + low tier only
         results = _load(RESULTS / f"eval_{name}.json") or _load(RESULTS / f"eval_{name}_focus.json")
         if results is None:
             continue
-        summary[name] = {"label": label, "scope": scope}
+        summary[name] = {}
         for task, block in results["tasks"].items():
-            entries = {tier: {"accuracy": v["accuracy"], "ci_low": v["ci95"][0], "ci_high": v["ci95"][1],
-                              "n": len(v["languages"])} for tier, v in block["tiers"].items()}
-            entries["overall"] = {"accuracy": block["overall"]["accuracy"], "ci_low": block["overall"]["ci95"][0],
-                                  "ci_high": block["overall"]["ci95"][1], "n": len(block["overall"]["languages"])}
+            entries = {tier: _interval_entry(v["accuracy"], v["ci95"], len(v["languages"]))
+                       for tier, v in block["tiers"].items()}
+            overall = block["overall"]
+            entries["overall"] = _interval_entry(overall["accuracy"], overall["ci95"], len(overall["languages"]))
             for lang, v in block["languages"].items():
-                entries[lang] = {"accuracy": v["accuracy"], "ci_low": v["ci95"][0], "ci_high": v["ci95"][1], "n": v["n"]}
+                entries[lang] = _interval_entry(v["accuracy"], v["ci95"], v["n"])
             summary[name][task] = entries
-        if (RUNS / name).is_dir():
-            runs[name] = load_run(RUNS / name)
-            budget = (_load(RUNS / name / "run.json") or {}).get("generation", {}).get("max_new_tokens") or 512
-            summary[name]["max_new_tokens"] = budget
-            summary[name]["truncation_rate"] = truncation_rate(runs[name], budget, tokenizer)
+        # The records behind these results only (the run folder may hold more languages from other scopes).
+        saved = load_run(RUNS / name)
+        runs[name] = {task: {lang: saved[task][lang] for lang in block["languages"]}
+                      for task, block in results["tasks"].items()}
+        budget = (_load(RUNS / name / "run.json") or {}).get("generation", {}).get("max_new_tokens")
+        methods[name] = {"label": label, "scope": scope, "max_new_tokens": budget,
+                         "truncation_rate": {task: truncation_rate([r for recs in by_lang.values() for r in recs],
+                                                                   budget, tokenizer)
+                                             for task, by_lang in runs[name].items()}}
     write_json(RESULTS / "summary.json", summary)
+    write_json(RESULTS / "methods.json", methods)
+    differences = {}
     if "zeroshot" in runs:
         differences = {name: paired_differences(run, runs["zeroshot"]) for name, run in runs.items() if name != "zeroshot"}
         write_json(RESULTS / "differences_vs_zeroshot.json", differences)
+    _write_text(RESULTS / "summary.md", summary_table(summary, methods, differences))
     chart(summary)
     print(json.dumps({name: {task: {t: round(v[t]["accuracy"], 3) for t in ("high", "medium", "low", "overall") if t in v}
-                             for task, v in block.items() if isinstance(v, dict) and "overall" in v}
+                             for task, v in block.items()}
                       for name, block in summary.items()}, indent=1))
+
+
+def summary_table(summary: dict, methods: dict, differences: dict) -> str:
+    """Per method, task and tier: accuracy with its 95% interval, and the paired difference to zero-shot."""
+    def pct(value: float) -> str:
+        return f"{100 * value:.1f}"
+
+    rows = []
+    for name, block in summary.items():
+        for task in ("mgsm", "mmwp"):
+            for tier in ("high", "medium", "low", "overall"):
+                entry = block.get(task, {}).get(tier)
+                if entry is None:
+                    continue
+                task_diff = differences.get(name, {}).get("tasks", {}).get(task, {})
+                diff = task_diff.get("overall") if tier == "overall" else task_diff.get("tiers", {}).get(tier)
+                rows.append([name, task, tier, entry["n"], f"{pct(entry['accuracy'])} [{pct(entry['ci_low'])}, "
+                             f"{pct(entry['ci_high'])}]",
+                             f"{100 * diff['difference']:+.1f} [{100 * diff['ci95'][0]:+.1f}, {100 * diff['ci95'][1]:+.1f}]"
+                             if diff else "-",
+                             pct(methods[name]["truncation_rate"][task])])
+    table = markdown_table(["method", "task", "tier", "languages", "accuracy % [95% CI]",
+                            "vs zero-shot, points (paired 95% CI)", "truncated %"], rows, align="lllrrrr")
+    return ("Qwen experiment, main comparison (generated by `summarize.py main`; tier = macro average over its "
+            "languages, 40 problems each; `focus` methods have MMWP English + low tier only).\n\n"
+            + "\n".join(f"- `{name}` ({meta['scope']}): {meta['label']}" for name, meta in methods.items())
+            + "\n\n" + table)
 
 
 def chart(summary: dict) -> None:

@@ -39,7 +39,7 @@ def add_model_arguments(parser, batch_size: int = 16) -> None:
     parser.add_argument("--data-dir", help="data directory with the public layouts (default: $LINGUALIFT_DATA_DIR, ./data, ../shared/data)")
     parser.add_argument("--offline", action="store_true", help="never download missing data; fail with what to fetch")
     if batch_size is None:  # eval: the default depends on the backend
-        parser.add_argument("--batch-size", type=int, help=f"examples per forward pass / per saved chunk (default "
+        parser.add_argument("--batch-size", type=int, help=f"examples per forward pass / per saved chunk, pooled across languages (default "
                             f"{HF_BATCH_SIZE}; {VLLM_BATCH_SIZE} with --backend vllm, which schedules a chunk at once)")
     else:
         parser.add_argument("--batch-size", type=int, default=batch_size,

@@ -55,12 +55,13 @@ _WHAT = {"model": "model name", "model_id": "model (path or checkpoint content)"
 
 def run_identity(generator, settings: GenerationSettings, model_spec: str | os.PathLike | None = None) -> dict:
     """What a run directory's predictions depend on: the model (resolved path + content fingerprint of its
-    files, not just its folder name: every trained checkpoint is called `final`), the prompt template and
-    every field of the generation settings (new fields are covered without code changes)."""
+    files, not just its folder name: every trained checkpoint is called `final`), the prompt template, every
+    field of the generation settings (new fields are covered without code changes), the backend and the
+    precision the LLM decodes in."""
     spec = model_spec if model_spec is not None else getattr(generator, "spec", generator.name)
     return {"model": generator.name, "model_id": path_fingerprint(spec),
             "prompt_template": generator.rendered_prompt("{question}"),  # chat affixes included
-            "generation": {**asdict(settings), "backend": getattr(generator, "backend", "hf")}}
+            "generation": {**asdict(settings), "backend": generator.backend, "dtype": generator.dtype}}
 
 
 def default_run_dir(identity: dict, root: str | os.PathLike = Path("runs") / "eval") -> Path:

@@ -31,6 +31,7 @@ class Generator(Protocol):
     name: str
     prompt_template: str
     backend: str  # "hf" or "vllm"
+    dtype: str  # the precision the LLM decodes in ("float32", "bfloat16", …)
 
     def rendered_prompt(self, question: str) -> str:
         """What the model is given for `question`, template and LLM affixes applied (records, the demo)."""
@@ -71,6 +72,12 @@ class _GeneratorBase:
         self.tokenizer = tokenizer
         self.prompt_template = resolve_template(prompt_template)
         self.name = name
+
+    @property
+    def dtype(self) -> str:
+        """The LLM's precision: part of a run's identity (bf16 and fp32 can answer differently)."""
+        llm = self.model.llm if isinstance(self.model, LinguaLiftModel) else self.model
+        return str(next(llm.parameters()).dtype).removeprefix("torch.")
 
     def examples(self, questions: Sequence[str | None], targets: Sequence[str] | None = None) -> list[PromptTarget]:
         """Questions (None: no question) with this generator's prompt template applied."""

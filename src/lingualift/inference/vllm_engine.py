@@ -106,7 +106,7 @@ class VLLMGenerator:
         vllm = import_vllm()
         if lora not in LORA_MODES:
             raise LinguaLiftError(f"lora mode must be one of {', '.join(LORA_MODES)}, got {lora!r}")
-        self.spec, self.device_arg, self.dtype = str(spec), device, dtype
+        self.spec, self.device_arg = str(spec), device
         self.name = Path(self.spec).name or self.spec
         self._scratch = Path(tempfile.mkdtemp(prefix="vllm-llm-", dir=cache_dir("vllm", "scratch")))
         self._finalizer = weakref.finalize(self, shutil.rmtree, self._scratch, True)
@@ -120,14 +120,15 @@ class VLLMGenerator:
         self.prompt_template = self._torch_side_template
         self._template_spec = prompt_template  # the name (e.g. chat) for the HF scorer, not its resolved text
         _check_head_size(llm_dir)
+        self.dtype = _vllm_dtype(dtype, llm_dir)
         self._sampling_defaults = _hf_sampling_defaults(llm_dir)
         if self.lora_request is not None:
             engine.setdefault("enable_lora", True)
             engine.setdefault("max_lora_rank", self._lora_rank)
         logger.info("starting vLLM on %s (tokenizer %s, dtype %s, prompt %s)", llm_dir, tokenizer_dir,
-                    dtype or "auto", "embeddings" if self.bridge else "tokens")
+                    self.dtype, "embeddings" if self.bridge else "tokens")
         self.engine = vllm.LLM(
-            model=str(llm_dir), tokenizer=str(tokenizer_dir), dtype=_vllm_dtype(dtype),
+            model=str(llm_dir), tokenizer=str(tokenizer_dir), dtype=self.dtype,
             enable_prompt_embeds=self.bridge, tensor_parallel_size=tensor_parallel_size, seed=seed,
             generation_config="vllm",  # decoding options come only from us, as in the HF path
             **engine,
@@ -311,9 +312,21 @@ def _lora_request(adapter: Path):
     return LoRARequest("lingualift", 1, str(adapter))
 
 
-def _vllm_dtype(dtype) -> str:
+def _vllm_dtype(dtype, llm_dir) -> str:
+    """The dtype asked for, else the checkpoint's own, which is what the HF path loads. Never vLLM's `auto`: it
+    runs an fp32 checkpoint in the platform's half type (bf16 on CPU), so the two backends would answer
+    differently, and on a CPU without bf16 instructions every matmul takes an emulated path (the Qwen
+    experiment's evaluation: over a minute per engine step)."""
     resolved = components.as_dtype(dtype)
-    return {None: "auto", torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[resolved]
+    if resolved is None:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(str(llm_dir))
+        config = getattr(config, "text_config", None) or config
+        stored = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+        resolved = getattr(torch, stored, None) if isinstance(stored, str) else stored
+    names = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+    return names.get(resolved, "float32")
 
 
 def _release_llm_body(model) -> None:
