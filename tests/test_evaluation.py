@@ -92,6 +92,16 @@ def test_killed_run_resumes_without_recomputing(tmp_path, data_dir):
     assert again.calls == []
 
 
+def test_a_smaller_limit_scores_its_examples_and_keeps_the_rest(tmp_path, data_dir):
+    full = run(FakeGenerator(), tmp_path / "r", data_dir)
+    before = files(tmp_path / "r")
+    generator = FakeGenerator()
+    first = run(generator, tmp_path / "r", data_dir, limit=3)
+    assert generator.calls == []
+    assert first["tasks"]["mgsm"]["languages"]["en"]["n"] == 3 and full["tasks"]["mgsm"]["languages"]["en"]["n"] == 7
+    assert files(tmp_path / "r") == before  # nothing computed is thrown away
+
+
 def test_resume_refuses_other_settings(tmp_path, data_dir):
     run(FakeGenerator(), tmp_path / "r", data_dir)
     with pytest.raises(LinguaLiftError, match="different generation"):

@@ -25,7 +25,8 @@ MMWP_HIGH=en,ru,de,zh,ja,es,fr
 MMWP_MEDIUM=th,ar,ko,vi,id,uk,fi
 MMWP_LOW=bn,te,sw,ta,ne,mr,kn
 LANGS=$MMWP_HIGH,$MMWP_MEDIUM,$MMWP_LOW      # MGSM's 11 languages are all in this list
-LIMIT=${LIMIT:-40}                          # problems per language and task
+LIMIT=${LIMIT:-40}                          # problems per language in the focus set: MMWP English + low tier
+LIMIT_REST=${LIMIT_REST:-16}                # problems per language and task elsewhere (2-core budget)
 MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-400}
 BATCH=${BATCH:-16}
 BACKEND=${BACKEND:-hf}
@@ -76,17 +77,24 @@ train() {  # $1 = config name; resumes from its last step checkpoint
 }
 
 evaluate_model() {  # $1 = model, $2 = name, rest = extra `lingualift eval` flags (later ones win)
-  # SCOPE=focus: only MMWP English + low tier (the headline comparison) into results/eval_<name>_focus.json;
-  # the full evaluation later reuses those predictions (same run directory).
+  # SCOPE=focus: MMWP English + low tier (the headline), $LIMIT problems each -> results/eval_<name>_focus.json.
+  # SCOPE=rest: every pair at $LIMIT_REST problems -> results/eval_<name>_rest.json; the focus pairs' first
+  # problems are read back, not generated again (same run directory). summarize.py merges the two.
+  # No SCOPE: results/eval_<name>.json, the flags say what (the template check).
   local model=$1 name=$2; shift 2
-  local result=$R/eval_$name tasks=mgsm,mmwp langs=$LANGS
-  if [ "${SCOPE:-all}" = focus ]; then result=${result}_focus tasks=mmwp langs=en,$MMWP_LOW; fi
+  local result=$R/eval_$name${SCOPE:+_$SCOPE} tasks=mgsm,mmwp langs=$LANGS limit=$LIMIT_REST
+  if [ "${SCOPE:-}" = focus ]; then tasks=mmwp langs=en,$MMWP_LOW limit=$LIMIT; fi
   if [ -f "$result.json" ]; then stamp "eval $(basename "$result"): done"; return; fi
   stamp "eval $(basename "$result")"
-  $EVAL_LL eval --model "$model" --tasks $tasks --langs "$langs" --limit "$LIMIT" --max-new-tokens "$MAX_NEW_TOKENS" \
+  $EVAL_LL eval --model "$model" --tasks $tasks --langs "$langs" --limit "$limit" --max-new-tokens "$MAX_NEW_TOKENS" \
     --batch-size "$BATCH" --data-dir "$DATA" --offline --no-progress --out "$RUNS/eval/$name" \
     $( [ "$BACKEND" != hf ] && echo "--backend $BACKEND" ) "$@" > "$result.log" 2>&1
   cp "$RUNS/eval/$name/results.json" "$result.json"
+}
+
+evaluate_both() {  # focus, then the rest: $1 = model, $2 = name, rest = extra flags
+  SCOPE=focus evaluate_model "$@"
+  SCOPE=rest evaluate_model "$@"
 }
 
 diagnose_model() {  # $1 = model, $2 = name: teacher-forced transfer diagnostic on all MGSM languages
@@ -104,12 +112,12 @@ main_comparison() {
   SCOPE=focus evaluate_model "$LLM" zeroshot --prompt-template "$TEMPLATE"
   train lingualift_align;  SCOPE=focus evaluate_model $RUNS/lingualift_align/final lingualift_s1
   $PY $E/summarize.py main
-  evaluate_model "$LLM" zeroshot --prompt-template "$TEMPLATE"
-  evaluate_model $RUNS/lingualift_align/final lingualift_s1
-  train mindmerger_align;  evaluate_model $RUNS/mindmerger_align/final mindmerger_s1
-  train lingualift_task;   evaluate_model $RUNS/lingualift_task/final lingualift
-  train sft;               evaluate_model $RUNS/sft/final sft
-  train langbridge;        evaluate_model $RUNS/langbridge/final langbridge
+  evaluate_both "$LLM" zeroshot --prompt-template "$TEMPLATE"
+  evaluate_both $RUNS/lingualift_align/final lingualift_s1
+  train mindmerger_align;  evaluate_both $RUNS/mindmerger_align/final mindmerger_s1
+  train lingualift_task;   evaluate_both $RUNS/lingualift_task/final lingualift
+  train sft;               evaluate_both $RUNS/sft/final sft
+  train langbridge;        evaluate_both $RUNS/langbridge/final langbridge
   for name in lingualift_s1 lingualift; do diagnose_model $RUNS/${name/_s1/_align}/final $name; done
   $PY $E/summarize.py main
 }

@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from lingualift.eval.runner import load_run, paired_differences  # noqa: E402
+from lingualift.eval.runner import load_run, paired_differences, summarize  # noqa: E402
 from lingualift.io import atomic_write, write_json  # noqa: E402
 from lingualift.eval.report import markdown_table  # noqa: E402
 
@@ -92,7 +92,7 @@ def templates() -> None:
     rows = []
     for lang in difference["languages"]:
         accuracy = {t: sum(r["correct"] for r in runs[t]["mgsm"][lang]) / len(runs[t]["mgsm"][lang]) for t in runs}
-        cut = {t: truncation_rate({"mgsm": {lang: runs[t]["mgsm"][lang]}}, budget, tokenizer) for t in runs}
+        cut = {t: truncation_rate(runs[t]["mgsm"][lang], budget, tokenizer) for t in runs}
         d = difference["languages"][lang]
         rows.append([lang, len(runs["paper"]["mgsm"][lang]), f"{100 * accuracy['paper']:.1f}",
                      f"{100 * accuracy['chat']:.1f}", f"{100 * d['difference']:+.1f} [{100 * d['ci95'][0]:+.1f}, "
@@ -121,7 +121,12 @@ def _interval_entry(accuracy: float, ci95: list[float], n: int) -> dict:
 def main_summary() -> None:
     """`summary.json` ({method: {task: {tier or language: {accuracy, ci_low, ci_high, n}}}}; tiers and `overall`
     count languages, languages count problems), `methods.json` (what each method is, its scope, token budget and
-    truncation rate per task), paired differences to zero-shot, `summary.md` and the chart."""
+    truncation rate per task), paired differences to zero-shot, `summary.md` and the chart.
+
+    Each method's numbers are recomputed from its saved predictions with the library's own statistics
+    (`summarize`, `paired_differences`): per pair the first n problems, n the largest of its focus and rest runs
+    (MMWP English + low tier: 40; elsewhere 16), so the two evaluation calls merge into one table.
+    """
     from transformers import AutoTokenizer
 
     from lingualift.tools.assets import qwen_05b_dir
@@ -129,10 +134,17 @@ def main_summary() -> None:
     tokenizer = AutoTokenizer.from_pretrained(qwen_05b_dir())
     summary, methods, runs = {}, {}, {}
     for name, label in METHODS.items():
-        scope = "all" if (RESULTS / f"eval_{name}.json").exists() else "focus"  # focus: MMWP en + low tier only
-        results = _load(RESULTS / f"eval_{name}.json") or _load(RESULTS / f"eval_{name}_focus.json")
-        if results is None:
+        scopes = [scope for scope in ("focus", "rest") if (RESULTS / f"eval_{name}_{scope}.json").is_file()]
+        plan: dict[str, dict[str, int]] = {}
+        for scope in scopes:
+            for task, block in _load(RESULTS / f"eval_{name}_{scope}.json")["tasks"].items():
+                for lang, entry in block["languages"].items():
+                    plan.setdefault(task, {})[lang] = max(entry["n"], plan.get(task, {}).get(lang, 0))
+        if not plan:
             continue
+        saved = load_run(RUNS / name)  # each file in data order: its first n records are the first n problems
+        runs[name] = {task: {lang: saved[task][lang][:n] for lang, n in langs.items()} for task, langs in plan.items()}
+        results = summarize(runs[name], model=name)
         summary[name] = {}
         for task, block in results["tasks"].items():
             entries = {tier: _interval_entry(v["accuracy"], v["ci95"], len(v["languages"]))
@@ -142,12 +154,8 @@ def main_summary() -> None:
             for lang, v in block["languages"].items():
                 entries[lang] = _interval_entry(v["accuracy"], v["ci95"], v["n"])
             summary[name][task] = entries
-        # The records behind these results only (the run folder may hold more languages from other scopes).
-        saved = load_run(RUNS / name)
-        runs[name] = {task: {lang: saved[task][lang] for lang in block["languages"]}
-                      for task, block in results["tasks"].items()}
-        budget = (_load(RUNS / name / "run.json") or {}).get("generation", {}).get("max_new_tokens")
-        methods[name] = {"label": label, "scope": scope, "max_new_tokens": budget,
+        budget = _load(RUNS / name / "run.json")["generation"]["max_new_tokens"]
+        methods[name] = {"label": label, "scope": " + ".join(scopes), "max_new_tokens": budget,
                          "truncation_rate": {task: truncation_rate([r for recs in by_lang.values() for r in recs],
                                                                    budget, tokenizer)
                                              for task, by_lang in runs[name].items()}}
@@ -185,8 +193,9 @@ def summary_table(summary: dict, methods: dict, differences: dict) -> str:
                              pct(methods[name]["truncation_rate"][task])])
     table = markdown_table(["method", "task", "tier", "languages", "accuracy % [95% CI]",
                             "vs zero-shot, points (paired 95% CI)", "truncated %"], rows, align="lllrrrr")
-    return ("Qwen experiment, main comparison (generated by `summarize.py main`; tier = macro average over its "
-            "languages, 40 problems each; `focus` methods have MMWP English + low tier only).\n\n"
+    return ("Qwen experiment, main comparison (generated by `summarize.py main` from the saved predictions; tier = "
+            "macro average over its languages; MMWP English and low tier: 40 problems per language, elsewhere 16; "
+            "`focus` = MMWP English + low tier only so far).\n\n"
             + "\n".join(f"- `{name}` ({meta['scope']}): {meta['label']}" for name, meta in methods.items())
             + "\n\n" + table)
 

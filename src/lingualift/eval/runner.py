@@ -9,7 +9,8 @@ Layout of a run directory:
 Predictions are appended (and fsync'ed) chunk by chunk, so a killed run loses at most one batch; on
 resume, finished examples are read back by id and skipped, and a truncated last line is dropped and
 recomputed. At the end every language's file is rewritten atomically in the data's original order, so an
-interrupted-and-resumed run ends with byte-identical files. Batches pool the pending examples of all
+interrupted-and-resumed run ends with byte-identical files; records beyond a run's `limit` (from an earlier,
+larger run) are kept after them, never thrown away. Batches pool the pending examples of all
 languages, longest prompt first (full batches, less padding); batching never changes results, only speed.
 """
 
@@ -214,8 +215,12 @@ def generate_predictions(
     bar.close()
     results = {}
     for task, lang, examples in work:
-        results[task.name, lang] = [done[task.name, lang][ex.id] for ex in examples]
-        write_jsonl(predictions_path(out_dir, task.name, lang), results[task.name, lang])  # data order, atomic
+        records = done[task.name, lang]
+        results[task.name, lang] = [records[ex.id] for ex in examples]
+        asked = {ex.id for ex in examples}
+        # Data order, atomic; records beyond this run's limit (an earlier, larger run) are kept after them.
+        write_jsonl(predictions_path(out_dir, task.name, lang),
+                    results[task.name, lang] + [r for key, r in records.items() if key not in asked])
     return results
 
 
