@@ -55,6 +55,19 @@ def test_stage_one_config_runs_the_warm_start(tmp_path):
     assert changed and all(name.startswith("mlp.") for name in changed)
 
 
+def test_resuming_skips_the_warm_start_its_checkpoint_replaces(tmp_path, monkeypatch):
+    from lingualift.train import loop
+
+    config = tiny_config(tmp_path)
+    config["model"]["warm_start"] = "lexical"
+    config["training"].update(max_steps=2, save_every=1, resume_from_checkpoint="latest")
+    fits = []
+    monkeypatch.setattr(loop, "lexical_warm_start", lambda *args, **kwargs: fits.append(args))
+    Trainer(config_from_dict(config)).train()  # nothing to resume yet: the fit runs
+    assert len(fits) == 1
+    assert Trainer(config_from_dict(config)).step == 0 and len(fits) == 1  # a step checkpoint will be loaded
+
+
 @pytest.mark.parametrize("section, fragment", [
     ({"model": {"warm_start": "glove"}}, "model.warm_start: must be one of lexical"),
     ({"stage": "task", "model": {"warm_start": "lexical"}}, "needs a stage that trains the alignment layer"),

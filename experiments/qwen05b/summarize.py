@@ -207,14 +207,17 @@ def chart(summary: dict) -> None:
         names = [name for name in summary if task in summary[name]]
         width = 0.8 / max(len(names), 1)
         for index, name in enumerate(names):
-            values = [summary[name][task].get(t, {}).get("accuracy", 0) * 100 for t in tiers]
-            lows = [summary[name][task].get(t, {}).get("ci_low", 0) * 100 for t in tiers]
-            highs = [summary[name][task].get(t, {}).get("ci_high", 0) * 100 for t in tiers]
+            # A tier not evaluated yet is left empty (NaN), never drawn as 0%.
+            values = [summary[name][task].get(t, {}).get("accuracy", float("nan")) * 100 for t in tiers]
+            lows = [summary[name][task].get(t, {}).get("ci_low", float("nan")) * 100 for t in tiers]
+            highs = [summary[name][task].get(t, {}).get("ci_high", float("nan")) * 100 for t in tiers]
             xs = [i + (index - (len(names) - 1) / 2) * width for i in range(len(tiers))]
             axis.bar(xs, values, width, label=name,
                      yerr=[[v - lo for v, lo in zip(values, lows)], [hi - v for v, hi in zip(values, highs)]],
                      capsize=2)
-        axis.set_xticks(range(len(tiers)), tiers)
+        counts = [max((summary[n][task].get(t, {}).get("n", 0) for n in names), default=0) for t in tiers]
+        axis.set_xticks(range(len(tiers)), [f"{t}\n({c} language{'s' if c > 1 else ''})" if c else f"{t}\n(not evaluated yet)"
+                                            for t, c in zip(tiers, counts)])
         axis.set_title(f"{task.upper()} accuracy by resource tier (95% CI)")
         axis.set_ylim(0, 100)
     axes[0].set_ylabel("accuracy (%)")

@@ -170,9 +170,9 @@ class Trainer:
         groups = self.target.parameter_groups(model)
         trainable_groups = tuple(config.model.trainable or self.policy.trainable)
         apply_freeze_policy(groups, trainable_groups)
-        if config.model.warm_start:
-            if "alignment" not in trainable_groups:
-                raise LinguaLiftError(f"{config.source}: model.warm_start needs a stage that trains the alignment layer")
+        if config.model.warm_start and "alignment" not in trainable_groups:
+            raise LinguaLiftError(f"{config.source}: model.warm_start needs a stage that trains the alignment layer")
+        if config.model.warm_start and not self._will_resume():  # a step checkpoint replaces the fit's weights
             records = read_instructions(config.data.train, limit=config.model.warm_start_texts)
             english = [record.get("source_question", record["question"]) for record in records]
             lexical_warm_start(model, english, seed=training.seed)
@@ -227,6 +227,10 @@ class Trainer:
         if main:
             checkpoint.rotate_step_checkpoints(self.output_dir, self.config.training.save_total_limit)
         self.accelerator.wait_for_everyone()
+
+    def _will_resume(self) -> bool:
+        location = self.config.training.resume_from_checkpoint
+        return bool(location) and (location != "latest" or checkpoint.latest_step_checkpoint(self.output_dir) is not None)
 
     def resume(self, location: str) -> None:
         path = checkpoint.latest_step_checkpoint(self.output_dir) if location == "latest" else Path(location)
