@@ -70,7 +70,7 @@ train() {  # $1 = config name; resumes from its last step checkpoint
   out=$($PY -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['training']['output_dir'])" "$C/$1.yaml")
   if [ -f "$out/final/config.json" ] || [ -f "$out/final/adapter_config.json" ]; then stamp "train $1: done"; return; fi
   local resume=()
-  if compgen -G "$out/checkpoint-*" > /dev/null; then resume=(--set training.resume_from_checkpoint=latest); fi
+  if compgen -G "$out/checkpoints/step-*" > /dev/null; then resume=(--set training.resume_from_checkpoint=latest); fi
   stamp "train $1 ${resume[*]}"
   $LL train "$C/$1.yaml" --data-dir "$DATA" "${resume[@]}" > "$R/train_$1.log" 2>&1
   cp "$out/final/"*.jsonl "$R/" 2>/dev/null || true

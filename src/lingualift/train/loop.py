@@ -305,6 +305,9 @@ class Trainer:
         training = self.config.training
         if training.resume_from_checkpoint:
             self.resume(training.resume_from_checkpoint)
+        elif (latest := checkpoint.latest_step_checkpoint(self.output_dir)) is not None:
+            logger.warning("%s holds step checkpoints of an earlier run (up to %s); starting again from step 0 "
+                           "(set training.resume_from_checkpoint: latest to continue it)", self.output_dir, latest.name)
         main = self.accelerator.is_main_process
         if main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
