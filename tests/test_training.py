@@ -111,6 +111,15 @@ def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
                           cwd=REPO, **kwargs)
 
 
+def test_starting_over_an_earlier_runs_checkpoints_says_so(tmp_path, caplog):
+    config = tiny_config(tmp_path, stage="align")
+    config["training"].update(max_steps=2, save_every=1)
+    Trainer(config_from_dict(config)).train()
+    with caplog.at_level("WARNING", logger="lingualift.train.loop"):
+        Trainer(config_from_dict(config)).train()
+    assert "starting again from step 0" in caplog.text and "resume_from_checkpoint: latest" in caplog.text
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_to_identical_weights(tmp_path):
     base = tiny_config(tmp_path, stage="align")
