@@ -106,6 +106,22 @@ def test_resume_refuses_other_settings(tmp_path, data_dir):
     run(FakeGenerator(), tmp_path / "r", data_dir)
     with pytest.raises(LinguaLiftError, match="different generation"):
         run(FakeGenerator(), tmp_path / "r", data_dir, settings=GenerationSettings(max_new_tokens=7))
+    run_json = tmp_path / "r" / "run.json"
+    old = json.loads(run_json.read_text())
+    del old["generation"]["dtype"]  # a folder made before the precision was recorded
+    run_json.write_text(json.dumps(old))
+    with pytest.raises(LinguaLiftError, match="predates recording the precision"):
+        run(FakeGenerator(), tmp_path / "r", data_dir)
+
+
+def test_a_repeated_task_or_language_is_evaluated_once(tmp_path, data_dir):
+    generator = FakeGenerator()
+    results = evaluate(generator, parse_task_langs("mgsm,mgsm", "en,en,bn"), tmp_path / "r", data_dir=data_dir,
+                       progress=False, n_bootstrap=10)
+    asked = [q for call in generator.calls for q in call]
+    assert len(asked) == len(set(asked)) == 14
+    assert sorted(results["tasks"]["mgsm"]["languages"]) == ["bn", "en"]
+    assert len(predictions_path(tmp_path / "r", "mgsm", "en").read_text().splitlines()) == 7
 
 
 def test_corrupt_prediction_line_is_named(tmp_path, data_dir):

@@ -351,6 +351,26 @@ def test_resume_refuses_changed_settings_unless_overridden(tmp_path, caplog):
     assert steps == [1, 2, 3]
 
 
+@pytest.mark.parametrize("stored, resumes", [(False, True), (True, False)])
+def test_a_checkpoint_from_before_an_option_was_removed_resumes_if_it_left_it_neutral(tmp_path, stored, resumes):
+    """`model.chat_template` is gone (`data.prompt_template: chat` replaced it): step checkpoints that stored it
+    as false still resume; one trained with it on is refused, as its prompts differed."""
+    out = _train(tmp_path)
+    state_file = out / "checkpoints" / "step-2" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["identity"]["model"]["chat_template"] = stored
+    state_file.write_text(json.dumps(state))
+    config = tiny_config(tmp_path, training={"max_steps": 3, "save_every": 1, "save_total_limit": 5,
+                                             "resume_from_checkpoint": "latest"})
+    if resumes:
+        trainer = Trainer(config_from_dict(config))
+        trainer.train()
+        assert trainer.step == 3
+    else:
+        with pytest.raises(LinguaLiftError, match="model.chat_template"):
+            Trainer(config_from_dict(config)).train()
+
+
 def test_a_diverging_run_stops_with_one_line_and_keeps_only_finite_weights(tmp_path, capsys):
     config = tiny_config(tmp_path, training={"max_steps": 6, "save_every": 1, "save_total_limit": 10,
                                              "learning_rate": 1e38, "max_grad_norm": 0.0})

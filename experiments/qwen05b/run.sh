@@ -118,7 +118,8 @@ main_comparison() {
   train lingualift_task;   evaluate_both $RUNS/lingualift_task/final lingualift
   train sft;               evaluate_both $RUNS/sft/final sft
   train langbridge;        evaluate_both $RUNS/langbridge/final langbridge
-  for name in lingualift_s1 lingualift; do diagnose_model $RUNS/${name/_s1/_align}/final $name; done
+  diagnose_model $RUNS/lingualift_align/final lingualift_s1
+  diagnose_model $RUNS/lingualift_task/final lingualift
   $PY $E/summarize.py main
 }
 

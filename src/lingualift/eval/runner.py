@@ -77,9 +77,12 @@ def _check_run_config(out_dir: Path, config: dict) -> None:
         previous = read_json(path)
         changed = sorted(key for key in config if not isinstance(previous, dict) or previous.get(key) != config[key])
         if changed:
+            unknown = isinstance(previous, dict) and "dtype" not in previous.get("generation", {})
             raise LinguaLiftError(
-                f"{path}: this run directory was made with a different {', '.join(_WHAT.get(k, k) for k in changed)}; "
-                "use a new --out directory (or drop --out: the default folder is unique per model and settings)"
+                f"{path}: this run directory was made with a different {', '.join(_WHAT.get(k, k) for k in changed)}"
+                f"{' (it predates recording the precision, which is therefore unknown)' if unknown else ''}; "
+                "delete it or use a new --out directory (or drop --out: the default folder is unique per model and "
+                "settings)"
             )
     else:
         write_json(path, config)
@@ -248,9 +251,9 @@ def evaluate(
     out_dir = Path(out_dir)
     identity = run_identity(generator, settings, model_spec)
     limits = limit if isinstance(limit, dict) else {task.name: limit for task, _ in plan}
+    pairs = list({(task.name, lang): (task, lang) for task, langs in plan for lang in langs}.values())  # repeats once
     # Load everything first so that a missing or malformed file fails before anything is written.
-    work = [(task, lang, load_examples(task, lang, data_dir, limits.get(task.name), download))
-            for task, langs in plan for lang in langs]
+    work = [(task, lang, load_examples(task, lang, data_dir, limits[task.name], download)) for task, lang in pairs]
     if not work:
         raise LinguaLiftError("nothing to evaluate: no task/language pairs (check --tasks and --langs)")
     with claim_run_dir(out_dir, identity):

@@ -322,8 +322,8 @@ def _vllm_dtype(dtype, llm_dir) -> str:
         from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(str(llm_dir))
-        config = getattr(config, "text_config", None) or config
-        stored = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+        stored = next((value for part in (getattr(config, "text_config", None), config) if part is not None
+                       for value in (getattr(part, "dtype", None), getattr(part, "torch_dtype", None)) if value), None)
         resolved = getattr(torch, stored, None) if isinstance(stored, str) else stored
     names = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
     return names.get(resolved, "float32")

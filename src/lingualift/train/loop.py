@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 # Settings that do not change what a resumed run computes; everything else must match the checkpoint.
 _RESUME_FREE = ("output_dir", "resume_from_checkpoint", "resume_override", "save_every", "save_total_limit",
                 "log_every", "tensorboard")
+# Options since removed: a checkpoint that stored their neutral value resumes as if they had never existed.
+_REMOVED_OPTIONS = {("model", "chat_template"): False}
 WEIGHT_GROWTH_WARNING = 100.0  # warn once when the trainable weights' norm grows beyond this factor
 
 
@@ -54,6 +56,13 @@ def resume_identity(config: TrainConfig, stage: str) -> dict:
     training = {k: v for k, v in settings["training"].items() if k not in _RESUME_FREE}
     return {"method": config.method, "stage": stage, "model": settings["model"], "data": settings["data"],
             "training": training}
+
+
+def _without_removed_options(saved: dict) -> dict:
+    return {section: {key: value for key, value in values.items()
+                      if not ((section, key) in _REMOVED_OPTIONS and value == _REMOVED_OPTIONS[section, key])}
+            if isinstance(values, dict) else values
+            for section, values in saved.items()}
 
 
 def _differences(old, new, prefix: str = "") -> list[str]:
@@ -270,7 +279,7 @@ class Trainer:
         if saved is None:
             logger.warning("%s predates resume checks: its settings cannot be compared with this config", path)
             return
-        changed = _differences(saved, self.identity)
+        changed = _differences(_without_removed_options(saved), self.identity)
         if not changed:
             return
         if self.config.training.resume_override:
