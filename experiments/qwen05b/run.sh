@@ -92,11 +92,6 @@ evaluate_model() {  # $1 = model, $2 = name, rest = extra `lingualift eval` flag
   cp "$RUNS/eval/$name/results.json" "$result.json"
 }
 
-evaluate_both() {  # focus, then the rest: $1 = model, $2 = name, rest = extra flags
-  SCOPE=focus evaluate_model "$@"
-  SCOPE=rest evaluate_model "$@"
-}
-
 diagnose_model() {  # $1 = model, $2 = name: teacher-forced transfer diagnostic on all MGSM languages
   if [ -f "$R/transfer_$2.json" ]; then return; fi
   stamp "diagnose $2"
@@ -106,21 +101,32 @@ diagnose_model() {  # $1 = model, $2 = name: teacher-forced transfer diagnostic 
 
 main_comparison() {
   # (3) Every method on the same rows: 200 stage-1 (or langbridge) steps, 100 stage-2 / SFT LoRA steps, batch 4.
+  # The headline (MMWP English + low tier) for every method first, most telling first; then the other pairs.
   TEMPLATE=$($PY $E/summarize.py best-template)
   prepare_data
-  # The headline first, at the least cost: the LLM alone vs LinguaLIFT stage 1 on MMWP English + low tier.
-  SCOPE=focus evaluate_model "$LLM" zeroshot --prompt-template "$TEMPLATE"
-  train lingualift_align;  SCOPE=focus evaluate_model $RUNS/lingualift_align/final lingualift_s1
-  $PY $E/summarize.py main
-  evaluate_both "$LLM" zeroshot --prompt-template "$TEMPLATE"
-  evaluate_both $RUNS/lingualift_align/final lingualift_s1
-  train mindmerger_align;  evaluate_both $RUNS/mindmerger_align/final mindmerger_s1
-  train lingualift_task;   evaluate_both $RUNS/lingualift_task/final lingualift
-  train sft;               evaluate_both $RUNS/sft/final sft
-  train langbridge;        evaluate_both $RUNS/langbridge/final langbridge
+  local methods=(zeroshot lingualift_s1 mindmerger_s1 lingualift sft langbridge) name
+  for name in "${methods[@]}"; do
+    case $name in  # the methods whose model is trained here name their training config
+      lingualift_s1) train lingualift_align ;; mindmerger_s1) train mindmerger_align ;;
+      lingualift) train lingualift_task ;; sft|langbridge) train $name ;;
+    esac
+    SCOPE=focus evaluate_method $name
+    $PY $E/summarize.py main
+  done
+  for name in "${methods[@]}"; do SCOPE=rest evaluate_method $name; done
   diagnose_model $RUNS/lingualift_align/final lingualift_s1
   diagnose_model $RUNS/lingualift_task/final lingualift
   $PY $E/summarize.py main
+}
+
+evaluate_method() {  # $1 = method name -> its model and flags
+  case $1 in
+    zeroshot) evaluate_model "$LLM" zeroshot --prompt-template "$TEMPLATE" ;;
+    lingualift_s1) evaluate_model $RUNS/lingualift_align/final lingualift_s1 ;;
+    mindmerger_s1) evaluate_model $RUNS/mindmerger_align/final mindmerger_s1 ;;
+    lingualift) evaluate_model $RUNS/lingualift_task/final lingualift ;;
+    sft|langbridge) evaluate_model $RUNS/$1/final $1 ;;
+  esac
 }
 
 case "${1:-all}" in
