@@ -110,15 +110,19 @@ def test_unknown_backend_and_misplaced_options_are_user_errors():
 def test_default_precision_is_the_checkpoints_own_as_in_hf(tmp_path):
     """Unset, vLLM runs in the checkpoint's dtype, as the HF path loads it: vLLM's own `auto` would run an fp32
     checkpoint in bf16 on CPU (other answers; an emulated, far slower matmul on CPUs without bf16)."""
+    from transformers import AutoConfig
+
     from lingualift.inference.vllm_engine import _vllm_dtype
 
     fp32 = save_llm(tmp_path / "fp32")
     model, tokenizer = vllm_tiny_llm()
     model.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
     tokenizer.save_pretrained(tmp_path / "bf16")
+    configs = {path: AutoConfig.from_pretrained(path) for path in (fp32, tmp_path / "bf16")}
     for path, dtype in ((fp32, "float32"), (tmp_path / "bf16", "bfloat16")):
-        assert _vllm_dtype(None, path) == dtype == load_generator(str(path), backend="hf", device="cpu").dtype
-    assert _vllm_dtype("bf16", fp32) == "bfloat16" and _vllm_dtype("fp32", tmp_path / "bf16") == "float32"
+        assert _vllm_dtype(None, configs[path]) == dtype == load_generator(str(path), backend="hf", device="cpu").dtype
+    assert _vllm_dtype("bf16", configs[fp32]) == "bfloat16"
+    assert _vllm_dtype("fp32", configs[tmp_path / "bf16"]) == "float32"
 
 
 # ---------------------------------------------------------------------------------------------- engines

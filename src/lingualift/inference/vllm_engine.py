@@ -119,8 +119,11 @@ class VLLMGenerator:
             llm_dir, tokenizer_dir = self._prepare_causal(prompt_template)
         self.prompt_template = self._torch_side_template
         self._template_spec = prompt_template  # the name (e.g. chat) for the HF scorer, not its resolved text
-        _check_head_size(llm_dir)
-        self.dtype = _vllm_dtype(dtype, llm_dir)
+        from transformers import AutoConfig
+
+        llm_config = AutoConfig.from_pretrained(str(llm_dir))
+        _check_head_size(llm_config, llm_dir)
+        self.dtype = _vllm_dtype(dtype, llm_config)
         self._sampling_defaults = _hf_sampling_defaults(llm_dir)
         if self.lora_request is not None:
             engine.setdefault("enable_lora", True)
@@ -285,21 +288,18 @@ class VLLMGenerator:
         self._finalizer()
 
 
-def _check_head_size(llm_dir) -> None:
+def _check_head_size(llm_config, llm_dir) -> None:
     """vLLM's CPU attention kernels take only some head sizes; an unsupported one otherwise kills the engine
     mid-run with a long trace (e.g. the tiny presets: 16)."""
     if torch.cuda.is_available():
         return
-    from transformers import AutoConfig
-
     try:
         from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
 
         supported = CPUAttentionBackend.get_supported_head_sizes()
     except (ImportError, AttributeError):  # another vLLM layout: let the engine decide
         return
-    config = AutoConfig.from_pretrained(str(llm_dir))
-    config = getattr(config, "text_config", None) or config
+    config = getattr(llm_config, "text_config", None) or llm_config
     head = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     if head not in supported:
         raise LinguaLiftError(f"{llm_dir}: head size {head} is not supported by vLLM's CPU attention "
@@ -312,17 +312,15 @@ def _lora_request(adapter: Path):
     return LoRARequest("lingualift", 1, str(adapter))
 
 
-def _vllm_dtype(dtype, llm_dir) -> str:
+def _vllm_dtype(dtype, llm_config) -> str:
     """The dtype asked for, else the checkpoint's own, which is what the HF path loads. Never vLLM's `auto`: it
     runs an fp32 checkpoint in the platform's half type (bf16 on CPU), so the two backends would answer
     differently, and on a CPU without bf16 instructions every matmul takes an emulated path (the Qwen
     experiment's evaluation: over a minute per engine step)."""
     resolved = components.as_dtype(dtype)
     if resolved is None:
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(str(llm_dir))
-        stored = next((value for part in (getattr(config, "text_config", None), config) if part is not None
+        parts = (getattr(llm_config, "text_config", None), llm_config)
+        stored = next((value for part in parts if part is not None
                        for value in (getattr(part, "dtype", None), getattr(part, "torch_dtype", None)) if value), None)
         resolved = getattr(torch, stored, None) if isinstance(stored, str) else stored
     names = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}

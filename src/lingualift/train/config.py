@@ -95,6 +95,11 @@ class TrainConfig:
         return to_dict(self)
 
 
+# Options since removed → (the value that behaves as if the option never existed, what replaces it). Naming one
+# in a config is an error pointing to its replacement; a step checkpoint that stored the neutral value resumes.
+REMOVED_OPTIONS = {("model", "chat_template"): (False, "replaced by `data.prompt_template: chat`; use that")}
+
+
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None,
                 data_dir: str | None = None) -> TrainConfig:
     """A YAML file or packaged config name (`tiny/align`) → a checked config whose files exist."""
@@ -107,8 +112,9 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None,
 def config_from_dict(raw: dict, source: str = "config", data_dir: str | None = None) -> TrainConfig:
     """Schema and cross-field checks only (no file system): the pipeline validates stage configs this way."""
     raw = _substitute(raw, data_dir, source)
-    if isinstance(raw.get("model"), dict) and "chat_template" in raw["model"]:
-        raise LinguaLiftError(f"{source}: model.chat_template: replaced by `data.prompt_template: chat`; use that")
+    for (section, key), (_, replacement) in REMOVED_OPTIONS.items():
+        if isinstance(raw.get(section), dict) and key in raw[section]:
+            raise LinguaLiftError(f"{source}: {section}.{key}: {replacement}")
     config = from_dict(TrainConfig, raw, source)
     config.source, config.data_dir = source, data_dir
     _validate(config)

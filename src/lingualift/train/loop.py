@@ -31,7 +31,7 @@ from transformers import get_scheduler
 
 from lingualift import checkpoint
 from lingualift.checkpoint import LOG_FILE, replace_directory
-from lingualift.train.config import TrainConfig, check_files
+from lingualift.train.config import REMOVED_OPTIONS, TrainConfig, check_files
 from lingualift.data.collate import Batch
 from lingualift.data.instructions import build_examples, read_instructions
 from lingualift.errors import LinguaLiftError
@@ -45,8 +45,6 @@ logger = logging.getLogger(__name__)
 # Settings that do not change what a resumed run computes; everything else must match the checkpoint.
 _RESUME_FREE = ("output_dir", "resume_from_checkpoint", "resume_override", "save_every", "save_total_limit",
                 "log_every", "tensorboard")
-# Options since removed: a checkpoint that stored their neutral value resumes as if they had never existed.
-_REMOVED_OPTIONS = {("model", "chat_template"): False}
 WEIGHT_GROWTH_WARNING = 100.0  # warn once when the trainable weights' norm grows beyond this factor
 
 
@@ -60,7 +58,7 @@ def resume_identity(config: TrainConfig, stage: str) -> dict:
 
 def _without_removed_options(saved: dict) -> dict:
     return {section: {key: value for key, value in values.items()
-                      if not ((section, key) in _REMOVED_OPTIONS and value == _REMOVED_OPTIONS[section, key])}
+                      if not ((section, key) in REMOVED_OPTIONS and value == REMOVED_OPTIONS[section, key][0])}
             if isinstance(values, dict) else values
             for section, values in saved.items()}
 
@@ -181,7 +179,11 @@ class Trainer:
         apply_freeze_policy(groups, trainable_groups)
         if config.model.warm_start and "alignment" not in trainable_groups:
             raise LinguaLiftError(f"{config.source}: model.warm_start needs a stage that trains the alignment layer")
-        if config.model.warm_start and not self._will_resume():  # a step checkpoint replaces the fit's weights
+        # Where training continues from, resolved once: `latest` names the newest step checkpoint, if any.
+        self.earlier_checkpoint = checkpoint.latest_step_checkpoint(self.output_dir)
+        location = training.resume_from_checkpoint
+        self.resume_from = self.earlier_checkpoint if location == "latest" else Path(location) if location else None
+        if config.model.warm_start and self.resume_from is None:  # a step checkpoint replaces the fit's weights
             records = read_instructions(config.data.train, limit=config.model.warm_start_texts)
             english = [record.get("source_question", record["question"]) for record in records]
             lexical_warm_start(model, english, seed=training.seed)
@@ -237,15 +239,7 @@ class Trainer:
             checkpoint.rotate_step_checkpoints(self.output_dir, self.config.training.save_total_limit)
         self.accelerator.wait_for_everyone()
 
-    def _will_resume(self) -> bool:
-        location = self.config.training.resume_from_checkpoint
-        return bool(location) and (location != "latest" or checkpoint.latest_step_checkpoint(self.output_dir) is not None)
-
-    def resume(self, location: str) -> None:
-        path = checkpoint.latest_step_checkpoint(self.output_dir) if location == "latest" else Path(location)
-        if path is None:
-            logger.info("resume_from_checkpoint=latest: no checkpoint in %s, starting fresh", self.output_dir)
-            return
+    def resume(self, path: Path) -> None:
         where = f"{self.config.source}: training.resume_from_checkpoint"
         state = checkpoint.read_trainer_state(path, where)
         self._check_resume_identity(path, state.get("identity"), where)
@@ -312,11 +306,14 @@ class Trainer:
 
     def train(self) -> Path:
         training = self.config.training
-        if training.resume_from_checkpoint:
-            self.resume(training.resume_from_checkpoint)
-        elif (latest := checkpoint.latest_step_checkpoint(self.output_dir)) is not None:
+        if self.resume_from is not None:
+            self.resume(self.resume_from)
+        elif training.resume_from_checkpoint == "latest":
+            logger.info("resume_from_checkpoint=latest: no checkpoint in %s, starting fresh", self.output_dir)
+        elif self.earlier_checkpoint is not None:
             logger.warning("%s holds step checkpoints of an earlier run (up to %s); starting again from step 0 "
-                           "(set training.resume_from_checkpoint: latest to continue it)", self.output_dir, latest.name)
+                           "(set training.resume_from_checkpoint: latest to continue it)", self.output_dir,
+                           self.earlier_checkpoint.name)
         main = self.accelerator.is_main_process
         if main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
