@@ -62,6 +62,19 @@ def test_bridge_collator_segments():
     assert "target_ids" not in collator([PromptTarget("ab")]).model_inputs()
 
 
+@pytest.mark.parametrize("collator", [
+    BridgeCollator(byte_tokenizer(add_eos=True), byte_tokenizer(add_eos=False), max_target_length=4),
+    CausalLMCollator(byte_tokenizer(add_eos=False), max_target_length=4),
+], ids=["bridge", "causal"])
+def test_a_cut_target_does_not_end_the_sequence(collator):
+    """A target longer than max_target_length is cut without end-of-sequence: an eos there would teach the model
+    to stop mid-answer. One that fits ends with it, also when it fills the budget exactly with it."""
+    eos = collator.llm_tokenizer.eos_token_id
+    assert collator.target_ids("abcdefg") == collator.llm_tokenizer("abcd", add_special_tokens=False).input_ids
+    assert collator.target_ids("abc")[-1] == eos and len(collator.target_ids("abc")) == 4
+    assert eos not in collator.target_ids("abcd")
+
+
 def test_causal_collator_labels_only_the_target():
     tokenizer = byte_tokenizer(add_eos=False)
     batch = CausalLMCollator(tokenizer)([PromptTarget("abc", "d"), PromptTarget("a", "de")], left_pad=True)

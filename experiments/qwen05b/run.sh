@@ -104,7 +104,7 @@ main_comparison() {
   # The headline (MMWP English + low tier) for every method first, most telling first; then the other pairs.
   TEMPLATE=$($PY $E/summarize.py best-template)
   prepare_data
-  local methods=(zeroshot lingualift_s1 mindmerger_s1 lingualift sft langbridge) name
+  local methods=(zeroshot mindmerger_s1 lingualift_s1 lingualift sft langbridge) name
   for name in "${methods[@]}"; do
     case $name in  # the methods whose model is trained here name their training config
       lingualift_s1) train lingualift_align ;; mindmerger_s1) train mindmerger_align ;;

@@ -97,7 +97,11 @@ class _TargetTokens:
         self.pad_id = llm_tokenizer.pad_token_id if llm_tokenizer.pad_token_id is not None else 0
 
     def target_ids(self, text: str) -> list[int]:
-        ids = self.llm_tokenizer(text, add_special_tokens=False).input_ids[: self.max_target_length - 1]
+        """The target's tokens and end-of-sequence; a target cut at `max_target_length` gets no end-of-sequence,
+        which would teach the model to stop mid-answer (stage 1 cuts most GSM8K solutions short)."""
+        ids = self.llm_tokenizer(text, add_special_tokens=False).input_ids
+        if len(ids) >= self.max_target_length:
+            return ids[: self.max_target_length]
         return ids + [self.llm_tokenizer.eos_token_id]
 
 
