@@ -28,5 +28,7 @@ def build_stage1(args):
 
 
 def truncate_targets(tokenizer, texts, max_target_length: int) -> list[str]:
-    """Targets as the collator sees them (room left for EOS), for the text-reading reference."""
+    """Scored targets: the first `max_target_length - 1` tokens, so that the bridge and the text-reading
+    reference score the same tokens plus an end-of-sequence (as every committed gap in these experiments was
+    measured; the gap compares right with mismatched questions on identical targets)."""
     return [tokenizer.decode(tokenizer(t, add_special_tokens=False).input_ids[: max_target_length - 1]) for t in texts]
