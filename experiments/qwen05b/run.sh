@@ -73,7 +73,7 @@ train() {  # $1 = config name; resumes from its last step checkpoint
   if compgen -G "$out/checkpoints/step-*" > /dev/null; then resume=(--set training.resume_from_checkpoint=latest); fi
   stamp "train $1 ${resume[*]}"
   $LL train "$C/$1.yaml" --data-dir "$DATA" "${resume[@]}" > "$R/train_$1.log" 2>&1
-  cp "$out/final/"*.jsonl "$R/" 2>/dev/null || true
+  cp "$out/train_log.jsonl" "$R/train_$1_loss.jsonl"
 }
 
 evaluate_model() {  # $1 = model, $2 = name, rest = extra `lingualift eval` flags (later ones win)
