@@ -104,7 +104,7 @@ main_comparison() {
   # The headline (MMWP English + low tier) for every method first, most telling first; then the other pairs.
   TEMPLATE=$($PY $E/summarize.py best-template)
   prepare_data
-  local methods=(zeroshot mindmerger_s1 lingualift_s1 lingualift sft langbridge) name
+  local methods=(zeroshot chat_zeroshot mindmerger_s1 lingualift_s1 lingualift sft langbridge) name
   for name in "${methods[@]}"; do
     case $name in  # the methods whose model is trained here name their training config
       lingualift_s1) train lingualift_align ;; mindmerger_s1) train mindmerger_align ;;
@@ -122,6 +122,7 @@ main_comparison() {
 evaluate_method() {  # $1 = method name -> its model and flags
   case $1 in
     zeroshot) evaluate_model "$LLM" zeroshot --prompt-template "$TEMPLATE" ;;
+    chat_zeroshot) evaluate_model "$LLM" chat_zeroshot --prompt-template chat ;;  # the trained methods' template
     lingualift_s1) evaluate_model $RUNS/lingualift_align/final lingualift_s1 ;;
     mindmerger_s1) evaluate_model $RUNS/mindmerger_align/final mindmerger_s1 ;;
     lingualift) evaluate_model $RUNS/lingualift_task/final lingualift ;;
