@@ -18,6 +18,7 @@ class FakeGenerator:
 
     def __init__(self, fail_after_calls: int | None = None):
         self.calls: list[list[str]] = []
+        self.scored_end_of_sequence: list[bool] = []  # per target_nll call: whether an eos was scored too
         self.fail_after_calls = fail_after_calls
 
     def rendered_prompt(self, question):
@@ -34,7 +35,8 @@ class FakeGenerator:
             outputs.append(f"The answer is {int(numbers[0]) + 1}." if numbers else "no idea")
         return outputs
 
-    def target_nll(self, questions, targets, *, batch_size=8):
+    def target_nll(self, questions, targets, *, batch_size=8, end_of_sequence=True):
+        self.scored_end_of_sequence.append(end_of_sequence)
         results = []
         for question, target in zip(questions, targets):
             words = target.split()

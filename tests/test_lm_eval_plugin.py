@@ -74,6 +74,7 @@ def test_model_class(monkeypatch):
     scores = lm.loglikelihood([request("loglikelihood", ("a b", "a c"), 0)])
     assert scores == [(-(4.0 - 1), False)]
     assert lm.loglikelihood_rolling([request("loglikelihood_rolling", ("x y z",), 0)]) == [-6.0]
+    assert fake.scored_end_of_sequence == [False, False]  # log P(continuation), not of continuation + eos
 
 
 def test_entry_point_declared():

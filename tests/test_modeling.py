@@ -113,6 +113,8 @@ def test_generator_loads_checkpoints_and_plain_llms(tmp_path):
         assert generator.prompt_embeddings(QUESTIONS[:3]).shape[0] == 3
         (nll, count), = generator.target_nll([None], ["12"])
         assert nll > 0 and count >= 2
+        (continuation_nll, continuation_count), = generator.target_nll([None], ["12"], end_of_sequence=False)
+        assert continuation_count == count - 1 and 0 < continuation_nll < nll  # the eos term left out
 
 
 def test_stop_strings_are_trimmed():

@@ -89,12 +89,14 @@ class LinguaLiftLM(LM):
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         contexts = [r.args[0] for r in requests]
         continuations = [r.args[1] for r in requests]
-        pairs = self.generator.target_nll(contexts, continuations, batch_size=self.batch_size)
+        # log P(continuation | context): the continuation's own tokens, no end-of-sequence after them.
+        pairs = self.generator.target_nll(contexts, continuations, batch_size=self.batch_size, end_of_sequence=False)
         return [(-nll, False) for nll, _ in pairs]
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         texts = [r.args[0] for r in requests]
-        pairs = self.generator.target_nll([None] * len(texts), texts, batch_size=self.batch_size)
+        pairs = self.generator.target_nll([None] * len(texts), texts, batch_size=self.batch_size,
+                                          end_of_sequence=False)
         return [-nll for nll, _ in pairs]
 
 

@@ -40,8 +40,8 @@ class Generator(Protocol):
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, batch_size: int = 16,
                  progress: bool = False) -> list[str]: ...
 
-    def target_nll(self, questions: list[str | None], targets: list[str], *,
-                   batch_size: int = 8) -> list[tuple[float, int]]: ...
+    def target_nll(self, questions: list[str | None], targets: list[str], *, batch_size: int = 8,
+                   end_of_sequence: bool = True) -> list[tuple[float, int]]: ...
 
     def prompt_embeddings(self, questions: list[str], *, batch_size: int = 16) -> torch.Tensor: ...
 
@@ -79,16 +79,18 @@ class _GeneratorBase:
         llm = self.model.llm if isinstance(self.model, LinguaLiftModel) else self.model
         return str(next(llm.parameters()).dtype).removeprefix("torch.")
 
-    def examples(self, questions: Sequence[str | None], targets: Sequence[str] | None = None) -> list[PromptTarget]:
+    def examples(self, questions: Sequence[str | None], targets: Sequence[str] | None = None,
+                 end_of_sequence: bool = True) -> list[PromptTarget]:
         """Questions (None: no question) with this generator's prompt template applied."""
         targets = targets if targets is not None else [None] * len(questions)
-        return [PromptTarget(format_prompt(self.prompt_template, q or ""), t) for q, t in zip(questions, targets)]
+        return [PromptTarget(format_prompt(self.prompt_template, q or ""), t, end_of_sequence)
+                for q, t in zip(questions, targets)]
 
     def prepare_batch(self, questions: Sequence[str | None], targets: Sequence[str] | None = None, *,
-                      left_pad: bool = False) -> Batch:
+                      left_pad: bool = False, end_of_sequence: bool = True) -> Batch:
         """Templated, collated and on this generator's device; `left_pad` for generation (plain LLMs' rows;
         a LinguaLIFT model packs its segments itself)."""
-        return self._collate(self.examples(questions, targets), left_pad).to(self.device)
+        return self._collate(self.examples(questions, targets, end_of_sequence), left_pad).to(self.device)
 
     @torch.inference_mode()
     def generate(self, questions, *, max_new_tokens=512, stop=None, do_sample=False, temperature=1.0, top_p=1.0,
@@ -106,10 +108,11 @@ class _GeneratorBase:
         return outputs
 
     @torch.inference_mode()
-    def target_nll(self, questions, targets, *, batch_size=8) -> list[tuple[float, int]]:
+    def target_nll(self, questions, targets, *, batch_size=8, end_of_sequence=True) -> list[tuple[float, int]]:
         results = []
         for start in range(0, len(questions), batch_size):
-            batch = self.prepare_batch(questions[start : start + batch_size], targets[start : start + batch_size])
+            batch = self.prepare_batch(questions[start : start + batch_size], targets[start : start + batch_size],
+                                       end_of_sequence=end_of_sequence)
             logits, labels = self._logits_and_labels(batch)
             shifted_logits, shifted_labels = logits[:, :-1].float(), labels[:, 1:]
             nll = torch.nn.functional.cross_entropy(

@@ -269,8 +269,8 @@ class VLLMGenerator:
                                       dtype=self.dtype, backend="hf")
         return self._hf
 
-    def target_nll(self, questions, targets, *, batch_size=8) -> list[tuple[float, int]]:
-        return self._scorer().target_nll(questions, targets, batch_size=batch_size)
+    def target_nll(self, questions, targets, *, batch_size=8, end_of_sequence=True) -> list[tuple[float, int]]:
+        return self._scorer().target_nll(questions, targets, batch_size=batch_size, end_of_sequence=end_of_sequence)
 
     def prompt_embeddings(self, questions, *, batch_size=16) -> torch.Tensor:
         if self.bridge:

@@ -42,8 +42,8 @@ class DataSection:
     prompt_template: str = option("paper", help="paper, plain, chat, …  (lingualift.data.prompts)")
     target: str = option("response", choices=("response", "source", "both"), help="stage 1 target")
     max_examples: int | None = option(None, min=1, null="for all examples", help="first N training rows")
-    max_target_length: int = option(512, min=1, help="target tokens per example; a longer target is cut there, "
-                                    "without end-of-sequence")
+    max_target_length: int = option(512, min=1, help="target tokens per example, end-of-sequence included; a "
+                                    "target of this many tokens or more is cut, without end-of-sequence")
     codeswitch: dict | None = option(None, help="generate code-switched prompts on the fly (lingualift.data.codeswitch)")
 
 
