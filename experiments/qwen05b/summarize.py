@@ -123,7 +123,7 @@ def _interval_entry(accuracy: float, ci95: list[float], n: int) -> dict:
 def main_summary() -> None:
     """`summary.json` ({method: {task: {tier or language: {accuracy, ci_low, ci_high, n}}}}; tiers and `overall`
     count languages, languages count problems), `methods.json` (what each method is, its scope, token budget and
-    truncation rate per task), paired differences to zero-shot, `summary.md` and the chart.
+    truncation rate per task), paired differences to both zero-shot baselines, `summary.md` and the chart.
 
     Each method's numbers are recomputed from its saved predictions with the library's own statistics
     (`summarize`, `paired_differences`): per pair the first n problems, n the largest of its focus and rest runs
@@ -177,7 +177,7 @@ def main_summary() -> None:
 
 
 def summary_table(summary: dict, methods: dict, differences: dict) -> str:
-    """Per method, task and tier: accuracy with its 95% interval, and the paired difference to zero-shot."""
+    """Per method, task and tier: accuracy with its 95% interval, and the paired differences to each baseline."""
     def pct(value: float) -> str:
         return f"{100 * value:.1f}"
 

@@ -1,5 +1,5 @@
 """Stage-1 set-up shared by probe.py and scale.py: the default pair, only the alignment layer trainable,
-and a scorer that sees the same truncated targets the collator trains on."""
+and a scorer that uses the training collator (scored targets: see `truncate_targets`)."""
 
 from lingualift.data.instructions import BridgeCollator
 from lingualift.data.prompts import chat_template_affixes
