@@ -96,12 +96,12 @@ class _TargetTokens:
         self.max_target_length = max_target_length
         self.pad_id = llm_tokenizer.pad_token_id if llm_tokenizer.pad_token_id is not None else 0
 
-    def target_ids(self, text: str, ends: bool = True) -> list[int]:
-        """The target's tokens and, if it `ends` the sequence, end-of-sequence. A target of `max_target_length`
+    def target_ids(self, text: str, end_of_sequence: bool = True) -> list[int]:
+        """The target's tokens and, if asked, end-of-sequence. A target of `max_target_length`
         tokens or more keeps its first `max_target_length`, without end-of-sequence, which would teach the
         model to stop mid-answer (stage 1 cuts most GSM8K solutions short)."""
         ids = self.llm_tokenizer(text, add_special_tokens=False).input_ids
-        if len(ids) >= self.max_target_length or not ends:
+        if len(ids) >= self.max_target_length or not end_of_sequence:
             return ids[: self.max_target_length]
         return ids + [self.llm_tokenizer.eos_token_id]
 
@@ -144,7 +144,7 @@ class BridgeCollator(_TargetTokens):
         suffix_ids, suffix_mask = _pad(suffixes, self.pad_id)
         target_ids = target_mask = None
         if all(example.target is not None for example in examples):
-            target_ids, target_mask = _pad([self.target_ids(example.target, example.ends) for example in examples],
+            target_ids, target_mask = _pad([self.target_ids(example.target, example.end_of_sequence) for example in examples],
                                           self.pad_id)
         return BridgeBatch(encoder_input_ids, encoder_attention_mask, prefix_ids, prefix_mask, suffix_ids,
                            suffix_mask, target_ids, target_mask)
@@ -170,7 +170,7 @@ class CausalLMCollator(_TargetTokens):
     def __call__(self, examples: Sequence[PromptTarget], left_pad: bool = False) -> CausalLMBatch:
         prompts = [self.prompt_ids(example.prompt) for example in examples]
         with_targets = all(example.target is not None for example in examples)
-        targets = ([self.target_ids(example.target, example.ends) for example in examples] if with_targets
+        targets = ([self.target_ids(example.target, example.end_of_sequence) for example in examples] if with_targets
                    else [[]] * len(prompts))
         sequences = [p + t for p, t in zip(prompts, targets)]
         width = max(len(s) for s in sequences)

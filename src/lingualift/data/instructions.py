@@ -61,7 +61,7 @@ class PromptTarget:
 
     prompt: str              # what the encoder reads (templated); also the LLM's query tokens if enabled
     target: str | None = None  # what the LLM learns to produce (None at inference)
-    ends: bool = True          # an end-of-sequence token follows the target (False: a scored continuation)
+    end_of_sequence: bool = True  # an end-of-sequence token follows the target (False: a scored continuation)
 
 
 def build_examples(records: Iterable[dict], template: str | None, target: str = "response") -> list[PromptTarget]:

@@ -319,9 +319,9 @@ def _vllm_dtype(dtype, llm_config) -> str:
     experiment's evaluation: over a minute per engine step)."""
     resolved = components.as_dtype(dtype)
     if resolved is None:
-        parts = (getattr(llm_config, "text_config", None), llm_config)
-        stored = next((value for part in parts if part is not None
-                       for value in (getattr(part, "dtype", None), getattr(part, "torch_dtype", None)) if value), None)
+        stored = None
+        for part in (getattr(llm_config, "text_config", None), llm_config):  # the LLM's own first, if nested
+            stored = stored or getattr(part, "dtype", None) or getattr(part, "torch_dtype", None)
         resolved = getattr(torch, stored, None) if isinstance(stored, str) else stored
     names = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
     return names.get(resolved, "float32")
