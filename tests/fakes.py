@@ -6,10 +6,13 @@ import re
 
 import torch
 
+from lingualift.inference.generators import TargetScore
+
 
 class FakeGenerator:
     """Answers "The answer is N" where N is the first number of the question plus one (so some are right);
-    NLL falls with the number of question words shared with the target; embeddings are bag-of-digits."""
+    NLL falls with the number of question words shared with the target (greedy when all are shared);
+    embeddings are bag-of-digits."""
 
     name = "fake"
     backend = "hf"
@@ -41,7 +44,7 @@ class FakeGenerator:
         for question, target in zip(questions, targets):
             words = target.split()
             shared = len(set(words) & set((question or "").split()))
-            results.append((2.0 * len(words) - shared, len(words)))
+            results.append(TargetScore(2.0 * len(words) - shared, len(words), greedy=shared == len(words)))
         return results
 
     def prompt_embeddings(self, questions, *, batch_size=16):

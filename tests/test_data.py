@@ -75,6 +75,15 @@ def test_a_cut_target_does_not_end_the_sequence(collator):
     assert eos not in collator.target_ids("abcd")
 
 
+def test_a_tokenizer_without_end_of_sequence_is_named():
+    tokenizer = byte_tokenizer(add_eos=False)
+    tokenizer.eos_token = None
+    collator = CausalLMCollator(tokenizer)
+    assert collator.target_ids("ab", end_of_sequence=False) == tokenizer("ab", add_special_tokens=False).input_ids
+    with pytest.raises(LinguaLiftError, match="no end-of-sequence token.*set `eos_token`"):
+        collator.target_ids("ab")
+
+
 def test_causal_collator_labels_only_the_target():
     tokenizer = byte_tokenizer(add_eos=False)
     batch = CausalLMCollator(tokenizer)([PromptTarget("abc", "d"), PromptTarget("a", "de")], left_pad=True)

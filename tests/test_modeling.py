@@ -111,10 +111,15 @@ def test_generator_loads_checkpoints_and_plain_llms(tmp_path):
     for generator in (bridge, plain):
         assert len(generator.generate(QUESTIONS[:3], max_new_tokens=3)) == 3
         assert generator.prompt_embeddings(QUESTIONS[:3]).shape[0] == 3
-        (nll, count), = generator.target_nll([None], ["12"])
+        (nll, count, _), = generator.target_nll([None], ["12"])
         assert nll > 0 and count >= 2
-        (continuation_nll, continuation_count), = generator.target_nll([None], ["12"], end_of_sequence=False)
+        (continuation_nll, continuation_count, _), = generator.target_nll([None], ["12"], end_of_sequence=False)
         assert continuation_count == count - 1 and 0 < continuation_nll < nll  # the eos term left out
+    # A greedy answer, scored after its question, is greedy token by token (lm-eval's is_greedy). The plain
+    # tiny LLM's answers survive decoding and re-encoding; the bridge's start with special tokens, which do not.
+    answers = plain.generate(QUESTIONS[:2], max_new_tokens=4)
+    scores = plain.target_nll(QUESTIONS[:2] * 2, answers + ["12 eggs"] * 2, end_of_sequence=False)
+    assert [score.greedy for score in scores] == [True, True, False, False]
 
 
 def test_stop_strings_are_trimmed():

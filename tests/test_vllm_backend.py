@@ -178,8 +178,8 @@ def test_scoring_falls_back_to_hf(bridge):
     _, hf, fast = bridge
     targets = ["7", "84", "180"]
     scored, expected = fast.target_nll(QUESTIONS[:3], targets), hf.target_nll(QUESTIONS[:3], targets)
-    assert [count for _, count in scored] == [count for _, count in expected]
-    assert [nll for nll, _ in scored] == pytest.approx([nll for nll, _ in expected])
+    assert [(s.tokens, s.greedy) for s in scored] == [(s.tokens, s.greedy) for s in expected]
+    assert [s.nll for s in scored] == pytest.approx([s.nll for s in expected])
 
 
 @needs_vllm

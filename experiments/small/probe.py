@@ -24,8 +24,8 @@ from lingualift.inference.generators import CausalLMGenerator
 from stage1 import build_stage1, truncate_targets
 
 
-def per_token(pairs):
-    return sum(p[0] for p in pairs) / max(sum(p[1] for p in pairs), 1)
+def per_token(scores):
+    return sum(s.nll for s in scores) / max(sum(s.tokens for s in scores), 1)
 
 
 def scores(generator, questions, targets, batch_size=8):

@@ -47,9 +47,9 @@ def gap_scores(generator, questions, targets, batch_size=16, n_bootstrap=1000) -
     shifted = questions[1:] + questions[:1]
     nll = {}
     for condition, prompts in (("right", questions), ("mismatched", shifted), ("none", [None] * len(questions))):
-        pairs = generator.target_nll(prompts, targets, batch_size=batch_size)
-        nll[condition] = np.array([p[0] for p in pairs])
-        tokens = np.array([p[1] for p in pairs])
+        scores = generator.target_nll(prompts, targets, batch_size=batch_size)
+        nll[condition] = np.array([s.nll for s in scores])
+        tokens = np.array([s.tokens for s in scores])
     samples = np.random.default_rng(0).integers(0, len(questions), size=(n_bootstrap, len(questions)))
     boot_gap = (nll["mismatched"][samples].sum(1) - nll["right"][samples].sum(1)) / tokens[samples].sum(1)
     row = {condition: float(values.sum() / tokens.sum()) for condition, values in nll.items()}

@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 
 from lingualift.data.instructions import PromptTarget
+from lingualift.errors import LinguaLiftError
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,9 @@ class _TargetTokens:
         ids = self.llm_tokenizer(text, add_special_tokens=False).input_ids
         if len(ids) >= self.max_target_length or not end_of_sequence:
             return ids[: self.max_target_length]
+        if self.llm_tokenizer.eos_token_id is None:
+            raise LinguaLiftError(f"{self.llm_tokenizer.name_or_path}: the LLM tokenizer has no end-of-sequence "
+                                  "token, which targets end with; set `eos_token` in its tokenizer_config.json")
         return ids + [self.llm_tokenizer.eos_token_id]
 
 

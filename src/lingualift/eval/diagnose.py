@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -25,7 +26,11 @@ from lingualift.io import iter_jsonl
 from lingualift.eval.report import markdown_table, order_by_tier, pct, tier_bar_chart, write_report
 from lingualift.eval.tasks import MGSM_LANGUAGES, MMWP_LANGUAGES, data_file, get_task, load_examples, tier_of
 
+if TYPE_CHECKING:
+    from lingualift.inference.generators import TargetScore
+
 logger = logging.getLogger(__name__)
+
 
 def _gsm8k_solutions(data_dir, n: int, download: bool) -> list[str]:
     path = data_file(get_task("gsm8k"), "en", data_dir, download)
@@ -35,9 +40,9 @@ def _gsm8k_solutions(data_dir, n: int, download: bool) -> list[str]:
     return solutions
 
 
-def _per_token(pairs: list[tuple[float, int]]) -> tuple[np.ndarray, np.ndarray]:
-    nll = np.array([p[0] for p in pairs], dtype=float)
-    tokens = np.array([p[1] for p in pairs], dtype=float)
+def _per_token(scores: list[TargetScore]) -> tuple[np.ndarray, np.ndarray]:
+    nll = np.array([s.nll for s in scores], dtype=float)
+    tokens = np.array([s.tokens for s in scores], dtype=float)
     return nll, tokens
 
 

@@ -13,9 +13,8 @@ finds it wherever `import lingualift.eval.lm_eval_plugin` ran first, or through 
 
 `generate_until` passes the task's text as the *question*: the generator applies its own prompt
 template, as in `lingualift eval`. `loglikelihood` scores the continuation given the context through
-the same template, so for log-likelihood tasks pass `prompt_template=plain`. `is_greedy` is not
-computed (always False); metrics that need it (e.g. `acc` of lambada-style greedy checks) are not
-supported.
+the same template, so for log-likelihood tasks pass `prompt_template=plain`; `is_greedy` says whether
+every continuation token is the model's top prediction (lambada-style greedy accuracy).
 """
 
 from __future__ import annotations
@@ -90,14 +89,14 @@ class LinguaLiftLM(LM):
         contexts = [r.args[0] for r in requests]
         continuations = [r.args[1] for r in requests]
         # log P(continuation | context): the continuation's own tokens, no end-of-sequence after them.
-        pairs = self.generator.target_nll(contexts, continuations, batch_size=self.batch_size, end_of_sequence=False)
-        return [(-nll, False) for nll, _ in pairs]
+        scores = self.generator.target_nll(contexts, continuations, batch_size=self.batch_size, end_of_sequence=False)
+        return [(-score.nll, score.greedy) for score in scores]
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         texts = [r.args[0] for r in requests]
-        pairs = self.generator.target_nll([None] * len(texts), texts, batch_size=self.batch_size,
-                                          end_of_sequence=False)
-        return [-nll for nll, _ in pairs]
+        scores = self.generator.target_nll([None] * len(texts), texts, batch_size=self.batch_size,
+                                           end_of_sequence=False)
+        return [-score.nll for score in scores]
 
 
 def main() -> None:

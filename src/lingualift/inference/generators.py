@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import NamedTuple, Protocol, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -25,6 +25,14 @@ from lingualift.model.modeling import LinguaLiftModel, target_window
 from lingualift.data.prompts import format_prompt, llm_affixes, resolve_template
 
 logger = logging.getLogger(__name__)
+
+
+class TargetScore(NamedTuple):
+    """A target scored teacher-forced after its prompt."""
+
+    nll: float  # summed over the target's tokens (nats)
+    tokens: int  # how many tokens were scored
+    greedy: bool  # every target token is the model's top prediction (lm-eval's `is_greedy`)
 
 
 class Generator(Protocol):
@@ -41,7 +49,7 @@ class Generator(Protocol):
                  progress: bool = False) -> list[str]: ...
 
     def target_nll(self, questions: list[str | None], targets: list[str], *, batch_size: int = 8,
-                   end_of_sequence: bool = True) -> list[tuple[float, int]]: ...
+                   end_of_sequence: bool = True) -> list[TargetScore]: ...
 
     def prompt_embeddings(self, questions: list[str], *, batch_size: int = 16) -> torch.Tensor: ...
 
@@ -108,7 +116,7 @@ class _GeneratorBase:
         return outputs
 
     @torch.inference_mode()
-    def target_nll(self, questions, targets, *, batch_size=8, end_of_sequence=True) -> list[tuple[float, int]]:
+    def target_nll(self, questions, targets, *, batch_size=8, end_of_sequence=True) -> list[TargetScore]:
         results = []
         for start in range(0, len(questions), batch_size):
             batch = self.prepare_batch(questions[start : start + batch_size], targets[start : start + batch_size],
@@ -119,7 +127,8 @@ class _GeneratorBase:
                 shifted_logits.transpose(1, 2), shifted_labels, ignore_index=-100, reduction="none"
             )
             counted = shifted_labels != -100
-            results.extend(zip(nll.sum(1).tolist(), counted.sum(1).tolist()))
+            greedy = ((shifted_logits.argmax(-1) == shifted_labels) | ~counted).all(1)
+            results.extend(map(TargetScore, nll.sum(1).tolist(), counted.sum(1).tolist(), greedy.tolist()))
         return results
 
 

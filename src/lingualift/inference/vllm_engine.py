@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import weakref
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
@@ -31,6 +31,9 @@ from lingualift.checkpoint import read_run_metadata
 from lingualift.model import components
 from lingualift.errors import LinguaLiftError
 from lingualift.paths import cache_dir
+
+if TYPE_CHECKING:
+    from lingualift.inference.generators import TargetScore
 
 logger = logging.getLogger(__name__)
 
@@ -269,7 +272,7 @@ class VLLMGenerator:
                                       dtype=self.dtype, backend="hf")
         return self._hf
 
-    def target_nll(self, questions, targets, *, batch_size=8, end_of_sequence=True) -> list[tuple[float, int]]:
+    def target_nll(self, questions, targets, *, batch_size=8, end_of_sequence=True) -> list[TargetScore]:
         return self._scorer().target_nll(questions, targets, batch_size=batch_size, end_of_sequence=end_of_sequence)
 
     def prompt_embeddings(self, questions, *, batch_size=16) -> torch.Tensor:
