@@ -112,12 +112,16 @@ main_comparison() {
       lingualift) train lingualift_task ;; sft|langbridge) train $name ;;
     esac
     SCOPE=focus evaluate_method $name
-    $PY $E/summarize.py main || stamp "summary FAILED (the evaluations go on)"
+    summarize
   done
-  for name in ${methods[@]}; do SCOPE=rest evaluate_method $name; done
+  for name in ${methods[@]}; do SCOPE=rest evaluate_method $name; summarize; done
   diagnose_model $RUNS/lingualift_align/final lingualift_s1
   diagnose_model $RUNS/lingualift_task/final lingualift
-  $PY $E/summarize.py main
+  summarize
+}
+
+summarize() {  # tables, chart and paired differences from the saved predictions; their committable copy
+  $PY $E/summarize.py main && $PY $E/summarize.py keep || stamp "summary FAILED (the evaluations go on)"
 }
 
 evaluate_method() {  # $1 = method name -> its model and flags

@@ -1,7 +1,7 @@
 """Summaries of the Qwen experiment (see README.md): probe tables, the zero-shot template choice, and the main
 comparison (`results/summary.json`, paired differences, truncation rates, chart).
 
-    python experiments/qwen05b/summarize.py probe | templates | best-template | main
+    python experiments/qwen05b/summarize.py probe | templates | best-template | main | keep
 """
 
 from __future__ import annotations
@@ -234,5 +234,24 @@ def chart(summary: dict) -> None:
     path.with_suffix(".tmp.png").replace(path)
 
 
+def keep() -> None:
+    """Copy every method's evaluation into results/runs/<name>/, from which a fresh clone restores it: run.json and
+    the predictions without their `prompt` field (the MMWP question text is the benchmark's, not ours to
+    republish; ids, outputs, extracted and gold answers are all the statistics and a resumed evaluation read)."""
+    for name in METHODS:
+        source = RUNS / name
+        if not (source / "run.json").is_file():
+            continue
+        target = RESULTS / "runs" / name
+        _write_text(target / "run.json", (source / "run.json").read_text(encoding="utf-8"))
+        for path in sorted((source / "predictions").rglob("*.jsonl")):
+            records = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+            _write_text(target / path.relative_to(source), "".join(
+                json.dumps({key: value for key, value in record.items() if key != "prompt"}, ensure_ascii=False) + "\n"
+                for record in records))
+
+
 if __name__ == "__main__":
-    {"probe": probe, "templates": templates, "best-template": best_template, "main": main_summary}[sys.argv[1]]()
+    commands = {"probe": probe, "templates": templates, "best-template": best_template, "main": main_summary,
+                "keep": keep}
+    commands[sys.argv[1]]()
