@@ -72,7 +72,7 @@ train() {  # $1 = config name; resumes from its last step checkpoint
   local resume=()
   if compgen -G "$out/checkpoints/step-*" > /dev/null; then resume=(--set training.resume_from_checkpoint=latest); fi
   stamp "train $1 ${resume[*]}"
-  $LL train "$C/$1.yaml" --data-dir "$DATA" "${resume[@]}" > "$R/train_$1.log" 2>&1
+  $LL train "$C/$1.yaml" --data-dir "$DATA" "${resume[@]}" >> "$R/train_$1.log" 2>&1  # a resumed run adds to its log
   cp "$out/train_log.jsonl" "$R/train_$1_loss.jsonl"
 }
 

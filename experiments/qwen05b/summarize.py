@@ -15,7 +15,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from lingualift.eval.extraction import find_numbers, normalize_digits  # noqa: E402
 from lingualift.eval.runner import load_run, paired_differences, summarize  # noqa: E402
+from lingualift.eval.tasks import load_examples, tier_of  # noqa: E402
 from lingualift.io import atomic_write, write_json  # noqa: E402
 from lingualift.eval.report import markdown_table  # noqa: E402
 
@@ -116,14 +118,27 @@ def truncation_rate(records: list[dict], max_new_tokens: int, tokenizer) -> floa
     return sum(length >= max_new_tokens - 1 for length in lengths) / max(len(lengths), 1)
 
 
+def numbers_reproduced(task: str, lang: str, records: list[dict]) -> float | None:
+    """Mean share of a question's numbers that its answer repeats (native digits read as ASCII): whether the
+    numbers reached the LLM at all, which a soft prompt can fail at while it carries the question's gist. None
+    when no question has a number. Reads the questions from the data directory (predictions keep none)."""
+    questions = {example.id: example.question for example in load_examples(task, lang)}
+    shares = []
+    for record in records:
+        asked = set(find_numbers(normalize_digits(questions[record["id"]])))
+        if asked:
+            shares.append(len(asked & set(find_numbers(normalize_digits(record["output"])))) / len(asked))
+    return sum(shares) / len(shares) if shares else None
+
+
 def _interval_entry(accuracy: float, ci95: list[float], n: int) -> dict:
     return {"accuracy": accuracy, "ci_low": ci95[0], "ci_high": ci95[1], "n": n}
 
 
 def main_summary() -> None:
     """`summary.json` ({method: {task: {tier or language: {accuracy, ci_low, ci_high, n}}}}; tiers and `overall`
-    count languages, languages count problems), `methods.json` (what each method is, its scope, token budget and
-    truncation rate per task), paired differences to both zero-shot baselines, `summary.md` and the chart.
+    count languages, languages count problems), `methods.json` (what each method is, its scope, token budget,
+    truncation rate per task and the question numbers its answers repeat per language), paired differences to both zero-shot baselines, `summary.md` and the chart.
 
     Each method's numbers are recomputed from its saved predictions with the library's own statistics
     (`summarize`, `paired_differences`): per pair the first n problems, n the largest of its focus and rest runs
@@ -160,7 +175,10 @@ def main_summary() -> None:
         methods[name] = {"label": label, "scope": " + ".join(scopes), "max_new_tokens": budget,
                          "truncation_rate": {task: truncation_rate([r for recs in by_lang.values() for r in recs],
                                                                    budget, tokenizer)
-                                             for task, by_lang in runs[name].items()}}
+                                             for task, by_lang in runs[name].items()},
+                         "numbers_reproduced": {task: {lang: numbers_reproduced(task, lang, records)
+                                                       for lang, records in by_lang.items()}
+                                                for task, by_lang in runs[name].items()}}
     write_json(RESULTS / "summary.json", summary)
     write_json(RESULTS / "methods.json", methods)
     differences = {}  # baseline -> method -> paired differences
@@ -186,6 +204,11 @@ def summary_table(summary: dict, methods: dict, differences: dict) -> str:
         diff = task_diff.get("overall") if tier == "overall" else task_diff.get("tiers", {}).get(tier)
         return f"{100 * diff['difference']:+.1f} [{100 * diff['ci95'][0]:+.1f}, {100 * diff['ci95'][1]:+.1f}]" if diff else "-"
 
+    def numbers(name: str, task: str, tier: str) -> str:  # macro mean over the tier's languages
+        shares = [share for lang, share in methods[name]["numbers_reproduced"][task].items()
+                  if share is not None and tier in ("overall", tier_of(lang))]
+        return pct(sum(shares) / len(shares)) if shares else "-"
+
     rows = []
     for name, block in summary.items():
         for task in ("mgsm", "mmwp"):
@@ -195,13 +218,14 @@ def summary_table(summary: dict, methods: dict, differences: dict) -> str:
                     continue
                 rows.append([name, task, tier, entry["n"], f"{pct(entry['accuracy'])} [{pct(entry['ci_low'])}, "
                              f"{pct(entry['ci_high'])}]", *(versus(b, name, task, tier) for b in BASELINES),
-                             pct(methods[name]["truncation_rate"][task])])
+                             pct(methods[name]["truncation_rate"][task]), numbers(name, task, tier)])
     table = markdown_table(["method", "task", "tier", "languages", "accuracy % [95% CI]",
                             "vs zeroshot, points (paired 95% CI)", "vs chat_zeroshot, points (paired 95% CI)",
-                            "truncated %"], rows, align="lllrrrrr")
+                            "truncated %", "question numbers in the answer %"], rows, align="lllrrrrrr")
     return ("Qwen experiment, main comparison (generated by `summarize.py main` from the saved predictions; tier = "
             "macro average over its languages; MMWP English and low tier: 40 problems per language, elsewhere 16; "
-            "`focus` = MMWP English + low tier only so far).\n\n"
+            "`focus` = MMWP English + low tier only so far; question numbers in the answer: the mean share of a "
+            "question's numbers its answer repeats, which shows whether the numbers reached the LLM at all).\n\n"
             + "\n".join(f"- `{name}` ({meta['scope']}): {meta['label']}" for name, meta in methods.items())
             + "\n\n" + table)
 
