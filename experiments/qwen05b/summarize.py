@@ -33,6 +33,7 @@ METHODS = {  # name in results/ -> what it is (the issue's letters)
     "lingualift_s1": "(d) LinguaLIFT, stage 1 only",
     "lingualift": "(d) LinguaLIFT, stage 1 + stage 2 (LoRA)",
     "mindmerger_s1": "(e) LinguaLIFT + llm_sees_query (MindMerger-style), stage 1 only",
+    "mindmerger": "(e) LinguaLIFT + llm_sees_query (MindMerger-style), stage 1 + stage 2 (LoRA)",
 }
 
 
