@@ -71,7 +71,8 @@ def test_model_class(monkeypatch):
     ])
     assert outputs == ["The answer is 5.", "The answer is 10.", "The answer is 2."]
     assert len(fake.calls) == 2  # grouped by generation settings
-    scores = lm.loglikelihood([request("loglikelihood", ("a b", "a c"), 0), request("loglikelihood", ("a b", "b a"), 1)])
+    scores = lm.loglikelihood([request("loglikelihood", ("a b", "a c"), 0),
+                               request("loglikelihood", ("a b", "b a"), 1)])
     assert scores == [(-(4.0 - 1), False), (-(4.0 - 2), True)]  # the fake is greedy on a fully shared target
     assert lm.loglikelihood_rolling([request("loglikelihood_rolling", ("x y z",), 0)]) == [-6.0]
     assert fake.scored_end_of_sequence == [False, False]  # log P(continuation), not of continuation + eos

@@ -139,7 +139,8 @@ def _interval_entry(accuracy: float, ci95: list[float], n: int) -> dict:
 def main_summary() -> None:
     """`summary.json` ({method: {task: {tier or language: {accuracy, ci_low, ci_high, n}}}}; tiers and `overall`
     count languages, languages count problems), `methods.json` (what each method is, its scope, token budget,
-    truncation rate per task and the question numbers its answers repeat per language), paired differences to both zero-shot baselines, `summary.md` and the chart.
+    truncation rate per task and the question numbers its answers repeat per language), paired differences to
+    both zero-shot baselines, `summary.md` and the chart.
 
     Each method's numbers are recomputed from its saved predictions with the library's own statistics
     (`summarize`, `paired_differences`): per pair the first n problems, n the largest of its focus and rest runs
