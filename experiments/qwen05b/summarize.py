@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import matplotlib
@@ -18,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from lingualift.eval.extraction import find_numbers, normalize_digits  # noqa: E402
 from lingualift.eval.runner import load_run, paired_differences, summarize  # noqa: E402
 from lingualift.eval.tasks import load_examples, tier_of  # noqa: E402
-from lingualift.io import atomic_write, write_json  # noqa: E402
+from lingualift.io import atomic_write, iter_jsonl, write_json, write_jsonl  # noqa: E402
 from lingualift.eval.report import markdown_table  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -119,11 +120,17 @@ def truncation_rate(records: list[dict], max_new_tokens: int, tokenizer) -> floa
     return sum(length >= max_new_tokens - 1 for length in lengths) / max(len(lengths), 1)
 
 
+@lru_cache(maxsize=None)
+def _questions(task: str, lang: str) -> dict[str, str]:
+    """Question text by id, read once for all methods."""
+    return {example.id: example.question for example in load_examples(task, lang)}
+
+
 def numbers_reproduced(task: str, lang: str, records: list[dict]) -> float | None:
     """Mean share of a question's numbers that its answer repeats (native digits read as ASCII): whether the
     numbers reached the LLM at all, which a soft prompt can fail at while it carries the question's gist. None
     when no question has a number. Reads the questions from the data directory (predictions keep none)."""
-    questions = {example.id: example.question for example in load_examples(task, lang)}
+    questions = _questions(task, lang)
     shares = []
     for record in records:
         asked = set(find_numbers(normalize_digits(questions[record["id"]])))
@@ -271,10 +278,8 @@ def keep() -> None:
         target = RESULTS / "runs" / name
         _write_text(target / "run.json", (source / "run.json").read_text(encoding="utf-8"))
         for path in sorted((source / "predictions").rglob("*.jsonl")):
-            records = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-            _write_text(target / path.relative_to(source), "".join(
-                json.dumps({key: value for key, value in record.items() if key != "prompt"}, ensure_ascii=False) + "\n"
-                for record in records))
+            records = ({key: value for key, value in record.items() if key != "prompt"} for record in iter_jsonl(path))
+            write_jsonl(target / path.relative_to(source), records)
 
 
 if __name__ == "__main__":
