@@ -285,4 +285,7 @@ def keep() -> None:
 if __name__ == "__main__":
     commands = {"probe": probe, "templates": templates, "best-template": best_template, "main": main_summary,
                 "keep": keep}
+    if len(sys.argv) != 2 or sys.argv[1] not in commands:
+        print(f"error: usage: summarize.py {' | '.join(commands)}", file=sys.stderr)
+        sys.exit(2)
     commands[sys.argv[1]]()
