@@ -120,12 +120,13 @@ main_comparison() {
     fi
     case $name in  # the methods whose model is trained here name their training config
       lingualift_s1) train lingualift_align ;; mindmerger_s1) train mindmerger_align ;;
-      lingualift) train lingualift_task ;; mindmerger) train mindmerger_task ;; sft|langbridge) train $name ;;
+      lingualift) train lingualift_align; train lingualift_task ;;  # stage 2 starts from stage 1
+      mindmerger) train mindmerger_align; train mindmerger_task ;; sft|langbridge) train $name ;;
     esac
+    $PY $E/summarize.py retire $name "$(model_of $name)"  # kept results from an earlier checkpoint are set aside
     SCOPE=focus evaluate_method $name && summarize && SCOPE=rest evaluate_method $name && summarize || continue
     case $name in
-      lingualift_s1) diagnose_model $RUNS/lingualift_align/final lingualift_s1 ;;
-      lingualift) diagnose_model $RUNS/lingualift_task/final lingualift ;;
+      lingualift_s1|lingualift) diagnose_model "$(model_of $name)" $name ;;
     esac
   done
 }
@@ -137,8 +138,8 @@ diagnosed() {  # $1 = method: its transfer diagnostic is done, or it has none
 restore_predictions() {
   # A new machine: the committed predictions (results/runs/<name>, kept by `summarize.py keep`) go back into the
   # run folders, so a resumed evaluation reads them instead of generating again. `lingualift eval` checks that
-  # the model is the same one (path and content fingerprint); a retrained checkpoint that differs is refused,
-  # with the run folder named, and the method is skipped here rather than mixing two models' answers.
+  # the model is the same one (path and content fingerprint); a retrained checkpoint that differs (retraining is
+  # not bit-exact) has its method's kept results set aside by `summarize.py retire` and is evaluated afresh.
   local kept
   mkdir -p "$RUNS/eval"
   for kept in "$R"/runs/*/; do
@@ -150,16 +151,23 @@ summarize() {  # tables, chart and paired differences from the saved predictions
   $PY $E/summarize.py main && $PY $E/summarize.py keep || stamp "summary FAILED (the evaluations go on)"
 }
 
+model_of() {  # $1 = method -> the model it evaluates
+  case $1 in
+    zeroshot|chat_zeroshot) echo "$LLM" ;;
+    lingualift_s1) echo $RUNS/lingualift_align/final ;;
+    mindmerger_s1) echo $RUNS/mindmerger_align/final ;;
+    lingualift) echo $RUNS/lingualift_task/final ;;
+    mindmerger) echo $RUNS/mindmerger_task/final ;;
+    sft|langbridge) echo $RUNS/$1/final ;;
+    *) echo "unknown method $1" >&2; exit 2 ;;
+  esac
+}
+
 evaluate_method() {  # $1 = method name -> its model and flags
   case $1 in
     zeroshot) evaluate_model "$LLM" zeroshot --prompt-template "$TEMPLATE" ;;
     chat_zeroshot) evaluate_model "$LLM" chat_zeroshot --prompt-template chat ;;  # the trained methods' template
-    lingualift_s1) evaluate_model $RUNS/lingualift_align/final lingualift_s1 ;;
-    mindmerger_s1) evaluate_model $RUNS/mindmerger_align/final mindmerger_s1 ;;
-    lingualift) evaluate_model $RUNS/lingualift_task/final lingualift ;;
-    mindmerger) evaluate_model $RUNS/mindmerger_task/final mindmerger ;;
-    sft|langbridge) evaluate_model $RUNS/$1/final $1 ;;
-    *) echo "unknown method $1" >&2; exit 2 ;;
+    *) evaluate_model "$(model_of $1)" $1 ;;
   esac
 }
 

@@ -2,11 +2,13 @@
 comparison (`results/summary.json`, paired differences, truncation rates, chart).
 
     python experiments/qwen05b/summarize.py probe | templates | best-template | main | keep
+    python experiments/qwen05b/summarize.py retire METHOD MODEL
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -16,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from lingualift.checkpoint import path_fingerprint  # noqa: E402
 from lingualift.eval.extraction import find_numbers, normalize_digits  # noqa: E402
 from lingualift.eval.runner import load_run, paired_differences, summarize  # noqa: E402
 from lingualift.eval.tasks import load_examples, tier_of  # noqa: E402
@@ -282,10 +285,35 @@ def keep() -> None:
             write_jsonl(target / path.relative_to(source), records)
 
 
+def retire(method: str, model: str) -> None:
+    """Set aside a method's kept results when they came from another checkpoint than MODEL.
+
+    Checkpoints are not committed, so a new machine trains them again, and retraining is not bit-exact (the
+    same config's loss agrees to about 1e-5, not exactly): greedy answers may then differ. Results from the
+    old checkpoint move to results/superseded_retrained/<method>/ (and its run folder is deleted), so that the
+    method is evaluated again, focus set included, rather than mixing two checkpoints' answers in one table."""
+    kept = RESULTS / "runs" / method / "run.json"
+    if not kept.is_file() or _load(kept)["model_id"] == path_fingerprint(model):
+        return
+    target = RESULTS / "superseded_retrained" / method
+    shutil.rmtree(target, ignore_errors=True)  # an earlier retraining's leftovers (git history keeps them)
+    target.mkdir(parents=True)
+    names = [f"eval_{method}_{scope}.{kind}" for scope in ("focus", "rest") for kind in ("json", "log")]
+    for path in [RESULTS / "runs" / method, *(RESULTS / name for name in names), RESULTS / f"transfer_{method}.json",
+                 RESULTS / f"diagnose_{method}.log"]:
+        if path.exists():
+            path.replace(target / path.name)
+    shutil.rmtree(RUNS / method, ignore_errors=True)
+    print(f"{method}: {model} is not the checkpoint its kept results came from; they moved to {target}")
+
+
 if __name__ == "__main__":
     commands = {"probe": probe, "templates": templates, "best-template": best_template, "main": main_summary,
-                "keep": keep}
-    if len(sys.argv) != 2 or sys.argv[1] not in commands:
-        print(f"error: usage: summarize.py {' | '.join(commands)}", file=sys.stderr)
+                "keep": keep, "retire": retire}
+    command = commands.get(sys.argv[1]) if len(sys.argv) > 1 else None
+    arity = 2 if command is retire else 0
+    if command is None or len(sys.argv) != 2 + arity:
+        print(f"error: usage: summarize.py {' | '.join(n for n in commands if n != 'retire')} | retire METHOD MODEL",
+              file=sys.stderr)
         sys.exit(2)
-    commands[sys.argv[1]]()
+    command(*sys.argv[2:])
