@@ -109,6 +109,7 @@ main_comparison() {
   # METHODS picks and orders the methods (default: all, most telling first); (e) with stage 2 (`mindmerger`) is
   # not asked for by the issue, but (e) stage 1 came closest to its outcome.
   TEMPLATE=$($PY $E/summarize.py best-template)
+  record_environment
   prepare_data
   restore_predictions
   local methods=(${METHODS:-zeroshot chat_zeroshot mindmerger_s1 lingualift_s1 lingualift sft langbridge mindmerger})
@@ -129,6 +130,12 @@ main_comparison() {
       lingualift_s1|lingualift) diagnose_model "$(model_of $name)" $name ;;
     esac
   done
+}
+
+record_environment() {  # each sitting's CPU and training library versions (retraining is compared across them)
+  { echo "$(date -u '+%F %H:%M') $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+    $PY -c "import importlib.metadata as m; print(*(f'{p}=={m.version(p)}' for p in
+      ('torch', 'transformers', 'peft', 'accelerate', 'safetensors')))"; } >> "$R/environment.log"
 }
 
 diagnosed() {  # $1 = method: its transfer diagnostic is done, or it has none
