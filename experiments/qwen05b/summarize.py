@@ -202,7 +202,7 @@ def main_summary() -> None:
                                      for name, run in runs.items() if name not in BASELINES[:index + 1]}
             write_json(RESULTS / f"differences_vs_{baseline}.json", differences[baseline])
     _write_text(RESULTS / "summary.md", summary_table(summary, methods, differences))
-    chart(summary)
+    chart(summary, methods)
     print(json.dumps({name: {task: {t: round(v[t]["accuracy"], 3) for t in ("high", "medium", "low", "overall") if t in v}
                              for task, v in block.items()}
                       for name, block in summary.items()}, indent=1))
@@ -245,28 +245,35 @@ def summary_table(summary: dict, methods: dict, differences: dict) -> str:
             + "\n\n" + table)
 
 
-def chart(summary: dict) -> None:
+def chart(summary: dict, methods: dict) -> None:
+    """Accuracy per tier, a bar per method; a method keeps its colour and slot in both panels."""
     tiers = ("high", "medium", "low")
+    names = list(summary)
+    width = 0.8 / max(len(names), 1)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for axis, task in zip(axes, ("mgsm", "mmwp")):
-        names = [name for name in summary if task in summary[name]]
-        width = 0.8 / max(len(names), 1)
         for index, name in enumerate(names):
+            if task not in summary[name]:
+                continue
             # A tier not evaluated yet is left empty (NaN), never drawn as 0%.
             values = [summary[name][task].get(t, {}).get("accuracy", float("nan")) * 100 for t in tiers]
             lows = [summary[name][task].get(t, {}).get("ci_low", float("nan")) * 100 for t in tiers]
             highs = [summary[name][task].get(t, {}).get("ci_high", float("nan")) * 100 for t in tiers]
             xs = [i + (index - (len(names) - 1) / 2) * width for i in range(len(tiers))]
-            axis.bar(xs, values, width, label=name,
+            label = name if "rest" in methods[name]["scope"] else f"{name} (MMWP English + low tier only so far)"
+            axis.bar(xs, values, width, label=label, color=plt.cm.tab10(index % 10),
                      yerr=[[v - lo for v, lo in zip(values, lows)], [hi - v for v, hi in zip(values, highs)]],
                      capsize=2)
-        counts = [max((summary[n][task].get(t, {}).get("n", 0) for n in names), default=0) for t in tiers]
+        counts = [max((summary[n][task].get(t, {}).get("n", 0) for n in names if task in summary[n]), default=0)
+                  for t in tiers]
         axis.set_xticks(range(len(tiers)), [f"{t}\n({c} language{'s' if c > 1 else ''})" if c else f"{t}\n(not evaluated yet)"
                                             for t, c in zip(tiers, counts)])
         axis.set_title(f"{task.upper()} accuracy by resource tier (95% CI)")
         axis.set_ylim(0, 100)
     axes[0].set_ylabel("accuracy (%)")
-    axes[1].legend(fontsize=8)
+    legend = {label: handle for axis in axes for handle, label in zip(*axis.get_legend_handles_labels())}
+    labels = sorted(legend, key=lambda label: names.index(label.split()[0]))
+    axes[1].legend([legend[label] for label in labels], labels, fontsize=8)
     fig.tight_layout()
     path = RESULTS / "summary.png"
     fig.savefig(path.with_suffix(".tmp.png"), dpi=110)
