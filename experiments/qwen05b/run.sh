@@ -115,6 +115,7 @@ main_comparison() {
   restore_predictions
   local methods=(${METHODS:-zeroshot chat_zeroshot mindmerger_s1 lingualift_s1 lingualift sft langbridge mindmerger})
   local name
+  for name in ${methods[@]}; do model_of $name > /dev/null; done  # an unknown name stops here, before any work
   if [ "$TEMPLATE" = chat ]; then methods=("${methods[@]/chat_zeroshot}"); fi  # (a) is then the chat run
   for name in ${methods[@]}; do
     if [ -f "$R/eval_${name}_focus.json" ] && [ -f "$R/eval_${name}_rest.json" ] && diagnosed $name; then
