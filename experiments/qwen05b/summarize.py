@@ -298,8 +298,8 @@ def keep() -> None:
 def retire(method: str, model: str) -> None:
     """Set aside a method's kept results when they came from another checkpoint than MODEL.
 
-    Checkpoints are not committed, so a new machine trains them again, and retraining is not bit-exact (the
-    same config's loss agrees to ~2e-5, not exactly): greedy answers may then differ. Results from the
+    Checkpoints are not committed, so a new machine trains them again, and across machines retraining need not
+    be bit-exact (measured: the same config's loss agreed to ~2e-5, not exactly): greedy answers may then differ. Results from the
     old checkpoint move to results/superseded_retrained/<method>/ (and its run folder is deleted), so that the
     method is evaluated again, focus set included, rather than mixing two checkpoints' answers in one table."""
     kept = RESULTS / "runs" / method / "run.json"
