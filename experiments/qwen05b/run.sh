@@ -168,7 +168,8 @@ model_of() {  # $1 = method -> the model it evaluates
     lingualift) echo $RUNS/lingualift_task/final ;;
     mindmerger) echo $RUNS/mindmerger_task/final ;;
     sft|langbridge) echo $RUNS/$1/final ;;
-    *) echo "unknown method $1" >&2; exit 2 ;;
+    *) echo "error: unknown method '$1' (known: zeroshot chat_zeroshot sft langbridge lingualift_s1 lingualift" \
+         "mindmerger_s1 mindmerger)" >&2; exit 2 ;;
   esac
 }
 

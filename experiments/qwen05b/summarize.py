@@ -251,6 +251,7 @@ def chart(summary: dict, methods: dict) -> None:
     names = list(summary)
     width = 0.8 / max(len(names), 1)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    legend = {}  # method -> (a bar, its label), for one legend over both panels
     for axis, task in zip(axes, ("mgsm", "mmwp")):
         for index, name in enumerate(names):
             if task not in summary[name]:
@@ -261,9 +262,10 @@ def chart(summary: dict, methods: dict) -> None:
             highs = [summary[name][task].get(t, {}).get("ci_high", float("nan")) * 100 for t in tiers]
             xs = [i + (index - (len(names) - 1) / 2) * width for i in range(len(tiers))]
             label = name if "rest" in methods[name]["scope"] else f"{name} (MMWP English + low tier only so far)"
-            axis.bar(xs, values, width, label=label, color=plt.cm.tab10(index % 10),
-                     yerr=[[v - lo for v, lo in zip(values, lows)], [hi - v for v, hi in zip(values, highs)]],
-                     capsize=2)
+            bars = axis.bar(xs, values, width, color=plt.cm.tab10(index % 10),
+                            yerr=[[v - lo for v, lo in zip(values, lows)], [hi - v for v, hi in zip(values, highs)]],
+                            capsize=2)
+            legend[name] = (bars, label)
         counts = [max((summary[n][task].get(t, {}).get("n", 0) for n in names if task in summary[n]), default=0)
                   for t in tiers]
         axis.set_xticks(range(len(tiers)), [f"{t}\n({c} language{'s' if c > 1 else ''})" if c else f"{t}\n(not evaluated yet)"
@@ -271,9 +273,8 @@ def chart(summary: dict, methods: dict) -> None:
         axis.set_title(f"{task.upper()} accuracy by resource tier (95% CI)")
         axis.set_ylim(0, 100)
     axes[0].set_ylabel("accuracy (%)")
-    legend = {label: handle for axis in axes for handle, label in zip(*axis.get_legend_handles_labels())}
-    labels = sorted(legend, key=lambda label: names.index(label.split()[0]))
-    axes[1].legend([legend[label] for label in labels], labels, fontsize=8)
+    ordered = [legend[name] for name in names if name in legend]
+    axes[1].legend([bars for bars, _ in ordered], [label for _, label in ordered], fontsize=8)
     fig.tight_layout()
     path = RESULTS / "summary.png"
     fig.savefig(path.with_suffix(".tmp.png"), dpi=110)
@@ -299,9 +300,10 @@ def retire(method: str, model: str) -> None:
     """Set aside a method's kept results when they came from another checkpoint than MODEL.
 
     Checkpoints are not committed, so a new machine trains them again, and across machines retraining need not
-    be bit-exact (measured: the same config's loss agreed to ~2e-5, not exactly): greedy answers may then differ. Results from the
-    old checkpoint move to results/superseded_retrained/<method>/ (and its run folder is deleted), so that the
-    method is evaluated again, focus set included, rather than mixing two checkpoints' answers in one table."""
+    be bit-exact (measured: the same config's loss agreed to ~2e-5, not exactly): greedy answers may then
+    differ. Results from the old checkpoint move to results/superseded_retrained/<method>/ (and its run
+    folder is deleted), so that the method is evaluated again, focus set included, rather than mixing two
+    checkpoints' answers in one table."""
     kept = RESULTS / "runs" / method / "run.json"
     if not kept.is_file() or _load(kept)["model_id"] == path_fingerprint(model):
         return
