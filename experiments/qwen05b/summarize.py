@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from lingualift.checkpoint import path_fingerprint  # noqa: E402
 from lingualift.eval.extraction import find_numbers, normalize_digits  # noqa: E402
 from lingualift.eval.runner import load_run, paired_differences, summarize  # noqa: E402
-from lingualift.eval.tasks import load_examples, tier_of  # noqa: E402
+from lingualift.eval.tasks import get_task, load_examples, tier_of  # noqa: E402
 from lingualift.io import atomic_write, iter_jsonl, write_json, write_jsonl  # noqa: E402
 from lingualift.eval.report import markdown_table  # noqa: E402
 
@@ -144,6 +144,19 @@ def numbers_reproduced(task: str, lang: str, records: list[dict]) -> float | Non
     return sum(shares) / len(shares) if shares else None
 
 
+def accuracy_on_other_questions(task: str, records: list[dict]) -> float | None:
+    """Mean accuracy of each answer scored against the other problems' gold answers in its language: what the same
+    answers would score if they had nothing to do with their question. A model that answers "The answer is 10."
+    to anything scores this much, not zero, so an accuracy is only evidence of reading the question above it.
+    None below two problems."""
+    scorer = get_task(task)
+    if len(records) < 2:
+        return None
+    hits = sum(scorer.is_correct(answer["extracted"], other["gold"])
+               for i, answer in enumerate(records) for j, other in enumerate(records) if i != j)
+    return hits / (len(records) * (len(records) - 1))
+
+
 def _interval_entry(accuracy: float, ci95: list[float], n: int) -> dict:
     return {"accuracy": accuracy, "ci_low": ci95[0], "ci_high": ci95[1], "n": n}
 
@@ -192,7 +205,10 @@ def main_summary() -> None:
                                              for task, by_lang in runs[name].items()},
                          "numbers_reproduced": {task: {lang: numbers_reproduced(task, lang, records)
                                                        for lang, records in by_lang.items()}
-                                                for task, by_lang in runs[name].items()}}
+                                                for task, by_lang in runs[name].items()},
+                         "accuracy_on_other_questions": {task: {lang: accuracy_on_other_questions(task, records)
+                                                                for lang, records in by_lang.items()}
+                                                         for task, by_lang in runs[name].items()}}
     write_json(RESULTS / "summary.json", summary)
     write_json(RESULTS / "methods.json", methods)
     differences = {}  # baseline -> method -> paired differences
@@ -218,10 +234,10 @@ def summary_table(summary: dict, methods: dict, differences: dict) -> str:
         diff = task_diff.get("overall") if tier == "overall" else task_diff.get("tiers", {}).get(tier)
         return f"{100 * diff['difference']:+.1f} [{100 * diff['ci95'][0]:+.1f}, {100 * diff['ci95'][1]:+.1f}]" if diff else "-"
 
-    def numbers(name: str, task: str, tier: str) -> str:  # macro mean over the tier's languages
-        shares = [share for lang, share in methods[name]["numbers_reproduced"][task].items()
-                  if share is not None and tier in ("overall", tier_of(lang))]
-        return pct(sum(shares) / len(shares)) if shares else "-"
+    def tier_mean(name: str, key: str, task: str, tier: str) -> str:  # macro mean of a per-language measure
+        values = [value for lang, value in methods[name][key][task].items()
+                  if value is not None and tier in ("overall", tier_of(lang))]
+        return pct(sum(values) / len(values)) if values else "-"
 
     rows = []
     for name, block in summary.items():
@@ -232,15 +248,19 @@ def summary_table(summary: dict, methods: dict, differences: dict) -> str:
                     continue
                 rows.append([name, task, tier, entry["n"], f"{pct(entry['accuracy'])} [{pct(entry['ci_low'])}, "
                              f"{pct(entry['ci_high'])}]", *(versus(b, name, task, tier) for b in BASELINES),
-                             pct(methods[name]["truncation_rate"][task]), numbers(name, task, tier)])
+                             pct(methods[name]["truncation_rate"][task]),
+                             tier_mean(name, "numbers_reproduced", task, tier),
+                             tier_mean(name, "accuracy_on_other_questions", task, tier)])
     table = markdown_table(["method", "task", "tier", "languages", "accuracy % [95% CI]",
                             *(f"vs {b}, points (paired 95% CI)" for b in BASELINES),
-                            "truncated %", "question numbers in the answer %"], rows,
-                           align="lll" + "r" * (4 + len(BASELINES)))
+                            "truncated %", "question numbers in the answer %", "answers scored on other questions %"],
+                           rows, align="lll" + "r" * (5 + len(BASELINES)))
     return ("Qwen experiment, main comparison (generated by `summarize.py main` from the saved predictions; tier = "
             "macro average over its languages; MMWP English and low tier: 40 problems per language, elsewhere 16; "
             "`focus` = MMWP English + low tier only so far; question numbers in the answer: the mean share of a "
-            "question's numbers its answer repeats, which shows whether the numbers reached the LLM at all).\n\n"
+            "question's numbers its answer repeats, which shows whether the numbers reached the LLM at all; answers "
+            "scored on other questions: each answer scored against the other problems' gold answers in its "
+            "language, the accuracy of answers that ignore their question; an accuracy near it is guessing).\n\n"
             + "\n".join(f"- `{name}` ({meta['scope']}): {meta['label']}" for name, meta in methods.items())
             + "\n\n" + table)
 
