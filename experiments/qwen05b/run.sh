@@ -95,11 +95,12 @@ evaluate_model() {  # $1 = model, $2 = name, rest = extra `lingualift eval` flag
   cp "$RUNS/eval/$name/results.json" "$result.json"
 }
 
-diagnose_model() {  # $1 = model, $2 = name: teacher-forced transfer diagnostic on all MGSM languages
-  if [ -f "$R/transfer_$2.json" ]; then return; fi
+diagnose_model() {  # $1 = model, $2 = name: teacher-forced transfer (MGSM) and soft-prompt retrieval (MMWP)
+  if [ -f "$R/diagnose_$2.json" ]; then return; fi
   stamp "diagnose $2"
   $LL diagnose --model "$1" --data-dir "$DATA" --limit 24 --out "$RUNS/diagnose/$2" > "$R/diagnose_$2.log" 2>&1
-  cp "$RUNS/diagnose/$2/transfer.json" "$R/transfer_$2.json"
+  cp "$RUNS/diagnose/$2/diagnose.json" "$R/diagnose_$2.json"
+  cp "$RUNS/diagnose/$2/diagnose.md" "$R/diagnose_$2.md"
 }
 
 main_comparison() {
@@ -141,7 +142,7 @@ record_environment() {  # each sitting's CPU and training library versions (retr
 }
 
 diagnosed() {  # $1 = method: its transfer diagnostic is done, or it has none
-  case $1 in lingualift_s1|lingualift) [ -f "$R/transfer_$1.json" ] ;; *) true ;; esac
+  case $1 in lingualift_s1|lingualift) [ -f "$R/diagnose_$1.json" ] ;; *) true ;; esac
 }
 
 restore_predictions() {

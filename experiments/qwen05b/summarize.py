@@ -331,8 +331,8 @@ def retire(method: str, model: str) -> None:
     shutil.rmtree(target, ignore_errors=True)  # an earlier retraining's leftovers (git history keeps them)
     target.mkdir(parents=True)
     names = [f"eval_{method}_{scope}.{kind}" for scope in ("focus", "rest") for kind in ("json", "log")]
-    for path in [RESULTS / "runs" / method, *(RESULTS / name for name in names), RESULTS / f"transfer_{method}.json",
-                 RESULTS / f"diagnose_{method}.log"]:
+    names += [f"diagnose_{method}.{kind}" for kind in ("json", "md", "log")]
+    for path in [RESULTS / "runs" / method, *(RESULTS / name for name in names)]:
         if path.exists():
             path.replace(target / path.name)
     shutil.rmtree(RUNS / method, ignore_errors=True)
