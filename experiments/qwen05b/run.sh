@@ -95,12 +95,14 @@ evaluate_model() {  # $1 = model, $2 = name, rest = extra `lingualift eval` flag
   cp "$RUNS/eval/$name/results.json" "$result.json"
 }
 
-diagnose_model() {  # $1 = model, $2 = name: teacher-forced transfer (MGSM) and soft-prompt retrieval (MMWP)
-  if [ -f "$R/diagnose_$2.json" ]; then return; fi
-  stamp "diagnose $2"
-  $LL diagnose --model "$1" --data-dir "$DATA" --limit 24 --out "$RUNS/diagnose/$2" > "$R/diagnose_$2.log" 2>&1
-  cp "$RUNS/diagnose/$2/diagnose.json" "$R/diagnose_$2.json"
-  cp "$RUNS/diagnose/$2/diagnose.md" "$R/diagnose_$2.md"
+diagnose_model() {  # $1 = model, $2 = name, rest = extra flags: teacher-forced transfer (MGSM), retrieval (MMWP)
+  local model=$1 name=$2; shift 2
+  if [ -f "$R/diagnose_$name.json" ]; then return; fi
+  stamp "diagnose $name"
+  $LL diagnose --model "$model" --data-dir "$DATA" --limit 24 --out "$RUNS/diagnose/$name" "$@" \
+    > "$R/diagnose_$name.log" 2>&1 || { stamp "FAILED diagnose $name: $(tail -n 1 "$R/diagnose_$name.log")"; return 1; }
+  cp "$RUNS/diagnose/$name/diagnose.json" "$R/diagnose_$name.json"
+  cp "$RUNS/diagnose/$name/diagnose.md" "$R/diagnose_$name.md"
 }
 
 main_comparison() {
@@ -130,7 +132,9 @@ main_comparison() {
     $PY $E/summarize.py retire $name "$(model_of $name)"  # kept results from an earlier checkpoint are set aside
     SCOPE=focus evaluate_method $name && summarize && SCOPE=rest evaluate_method $name && summarize || continue
     case $name in
-      lingualift_s1|lingualift) diagnose_model "$(model_of $name)" $name ;;
+      lingualift_s1|lingualift) diagnose_model "$(model_of $name)" $name || continue ;;
+      # Qwen reading the text in the bridges' template: the reference for their transfer ratios.
+      chat_zeroshot) diagnose_model "$LLM" $name --prompt-template chat || continue ;;
     esac
   done
 }
@@ -142,7 +146,7 @@ record_environment() {  # each sitting's CPU and training library versions (retr
 }
 
 diagnosed() {  # $1 = method: its transfer diagnostic is done, or it has none
-  case $1 in lingualift_s1|lingualift) [ -f "$R/diagnose_$1.json" ] ;; *) true ;; esac
+  case $1 in lingualift_s1|lingualift|chat_zeroshot) [ -f "$R/diagnose_$1.json" ] ;; *) true ;; esac
 }
 
 restore_predictions() {
