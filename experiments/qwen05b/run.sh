@@ -112,17 +112,17 @@ main_comparison() {
   # whose training and evaluations all finish in one sitting never has to be trained twice.
   # METHODS picks and orders the methods (default: all, most telling first); (e) with stage 2 (`mindmerger`) is
   # not asked for by the issue, but (e) stage 1 came closest to its outcome.
+  local methods=(${METHODS:-zeroshot chat_zeroshot mindmerger_s1 lingualift_s1 lingualift sft langbridge mindmerger})
+  local name
+  for name in ${methods[@]}; do model_of $name > /dev/null; done  # an unknown name stops here, before any work
   TEMPLATE=$($PY $E/summarize.py best-template)
   record_environment
   prepare_data
   restore_predictions
-  local methods=(${METHODS:-zeroshot chat_zeroshot mindmerger_s1 lingualift_s1 lingualift sft langbridge mindmerger})
-  local name
-  for name in ${methods[@]}; do model_of $name > /dev/null; done  # an unknown name stops here, before any work
   if [ "$TEMPLATE" = chat ]; then methods=("${methods[@]/chat_zeroshot}"); fi  # (a) is then the chat run
   for name in ${methods[@]}; do
-    if [ -f "$R/eval_${name}_focus.json" ] && [ -f "$R/eval_${name}_rest.json" ] && diagnosed $name; then
-      stamp "$name: done"; continue
+    if [ -f "$R/eval_${name}_focus.json" ] && [ -f "$R/eval_${name}_rest.json" ]; then
+      diagnose_method $name && stamp "$name: done"; continue
     fi
     case $name in  # the methods whose model is trained here name their training config
       lingualift_s1) train lingualift_align ;; mindmerger_s1) train mindmerger_align ;;
@@ -131,22 +131,22 @@ main_comparison() {
     esac
     $PY $E/summarize.py retire $name "$(model_of $name)"  # kept results from an earlier checkpoint are set aside
     SCOPE=focus evaluate_method $name && summarize && SCOPE=rest evaluate_method $name && summarize || continue
-    case $name in
-      lingualift_s1|lingualift) diagnose_model "$(model_of $name)" $name || continue ;;
-      # Qwen reading the text in the bridges' template: the reference for their transfer ratios.
-      chat_zeroshot) diagnose_model "$LLM" $name --prompt-template chat || continue ;;
-    esac
+    diagnose_method $name || continue
   done
+}
+
+diagnose_method() {  # $1 = method -> its transfer diagnostic, where it has one (done ones are kept)
+  case $1 in
+    lingualift_s1|lingualift) diagnose_model "$(model_of $1)" $1 ;;
+    # Qwen reading the text in the bridges' template: the reference for their transfer ratios.
+    chat_zeroshot) diagnose_model "$LLM" $1 --prompt-template chat ;;
+  esac
 }
 
 record_environment() {  # each sitting's CPU and training library versions (retraining is compared across them)
   { echo "$(date -u '+%F %H:%M') $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
     $PY -c "import importlib.metadata as m; print(*(f'{p}=={m.version(p)}' for p in
       ('torch', 'transformers', 'peft', 'accelerate', 'safetensors')))"; } >> "$R/environment.log"
-}
-
-diagnosed() {  # $1 = method: its transfer diagnostic is done, or it has none
-  case $1 in lingualift_s1|lingualift|chat_zeroshot) [ -f "$R/diagnose_$1.json" ] ;; *) true ;; esac
 }
 
 restore_predictions() {
