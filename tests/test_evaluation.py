@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from fakes import FakeGenerator
 
 from lingualift.cli import main
 from lingualift.errors import LinguaLiftError
-from lingualift.eval.runner import GenerationSettings, evaluate, load_run, predictions_path, rescore, summarize
+from lingualift.eval.runner import (
+    GenerationSettings, evaluate, load_run, percentile_interval, predictions_path, rescore, summarize,
+)
 from lingualift.eval.report import write_eval_report
 from lingualift.eval.tasks import parse_task_langs
 
@@ -144,6 +147,13 @@ def test_summary_tiers_and_intervals(tmp_path, data_dir):
     assert low <= 3 / 7 <= high and high - low < mgsm["languages"]["en"]["ci95"][1] - mgsm["languages"]["en"]["ci95"][0]
     assert results["tasks"]["mmwp"]["overall"]["accuracy"] == 1.0
     assert summarize({"mgsm": {"en": [{"correct": True}] * 4}})["tasks"]["mgsm"]["overall"]["ci95"] == [1.0, 1.0]
+
+
+def test_an_interval_bound_of_zero_is_not_negative():
+    # 0.3 - 0.1 - 0.2 is -2.8e-17 in floating point: a macro average of paired differences hits such sums.
+    samples = np.full(100, 0.3 - 0.1 - 0.2)
+    low, high = percentile_interval(samples)
+    assert (low, high) == (0.0, 0.0) and f"{100 * low:+.1f}" == "+0.0"
 
 
 def test_report_files(tmp_path, data_dir):

@@ -299,9 +299,11 @@ def bootstrap_accuracies(correct: np.ndarray, n_bootstrap: int, rng: np.random.G
     return rng.binomial(n, correct.mean(), size=n_bootstrap) / n
 
 
-def _interval(samples: np.ndarray) -> list[float]:
+def percentile_interval(samples: np.ndarray) -> list[float]:
+    """95% percentile interval of bootstrap replicates, rounded to 12 decimals: the replicates are averages of
+    0/1 outcomes, and floating-point sums leave noise (-1e-18) that would print a bound of exactly 0 as -0.0."""
     low, high = np.percentile(samples, [2.5, 97.5])
-    return [float(low), float(high)]
+    return [round(float(low), 12) + 0.0, round(float(high), 12) + 0.0]  # + 0.0 turns -0.0 into 0.0
 
 
 def summarize(
@@ -320,7 +322,7 @@ def summarize(
                 "n": len(recs),
                 "correct": int(correct.sum()),
                 "accuracy": float(correct.mean()),
-                "ci95": _interval(draws[lang]),
+                "ci95": percentile_interval(draws[lang]),
                 "tier": tier_of(lang),
             }
         groups = {tier: [l for l in languages if languages[l]["tier"] == tier] for tier in (*TIERS, "unranked")}
@@ -340,7 +342,7 @@ def _macro(langs: list[str], languages: dict, draws: dict) -> dict:
     return {
         "languages": langs,
         "accuracy": float(np.mean([languages[l]["accuracy"] for l in langs])),
-        "ci95": _interval(np.mean([draws[l] for l in langs], axis=0)),
+        "ci95": percentile_interval(np.mean([draws[l] for l in langs], axis=0)),
     }
 
 
@@ -367,7 +369,8 @@ def paired_differences(
             delta = np.array([float(a[i]) - float(b[i]) for i in shared])
             samples = rng.integers(0, len(shared), size=(n_bootstrap, len(shared)))
             draws[lang] = delta[samples].mean(1)
-            languages[lang] = {"n": len(shared), "difference": float(delta.mean()), "ci95": _interval(draws[lang]),
+            languages[lang] = {"n": len(shared), "difference": float(delta.mean()),
+                               "ci95": percentile_interval(draws[lang]),
                                "a_only": int((delta > 0).sum()), "b_only": int((delta < 0).sum()),
                                "tier": tier_of(lang)}
         if not languages:
@@ -384,4 +387,4 @@ def paired_differences(
 
 def _macro_difference(langs: list[str], languages: dict, draws: dict) -> dict:
     return {"languages": langs, "difference": float(np.mean([languages[l]["difference"] for l in langs])),
-            "ci95": _interval(np.mean([draws[l] for l in langs], axis=0))}
+            "ci95": percentile_interval(np.mean([draws[l] for l in langs], axis=0))}
