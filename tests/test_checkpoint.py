@@ -270,3 +270,46 @@ def test_push_refuses_bad_input_before_writing_anything(tmp_path, runs, fake_hub
     assert len(errors) == 1, errors
     assert not fake_hub and not (tmp_path / "uploaded").exists()
     assert (snapshot(runs["task"].parent.parent), snapshot(work)) == before
+
+
+# ------------------------------------------------------------------ content fingerprints
+
+
+def test_large_files_are_hashed_once_and_then_known_by_their_stat(tmp_path, monkeypatch):
+    """A repeat fingerprint of a settled file reads no bytes; any change of its size, mtime or inode re-hashes."""
+    monkeypatch.setenv("LINGUALIFT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(checkpoint, "_CACHED_FROM", 0)
+    monkeypatch.setattr(checkpoint, "_SETTLED_SECONDS", -3600.0)  # treat files written just now as settled
+    hashed = []
+    real_sha256 = checkpoint._sha256
+    monkeypatch.setattr(checkpoint, "_sha256", lambda file: hashed.append(file.name) or real_sha256(file))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"a" * 1000)
+    first = checkpoint.path_fingerprint(model)
+    assert checkpoint.path_fingerprint(model) == first and hashed == ["weights.bin"]
+    replacement = tmp_path / "new.bin"
+    replacement.write_bytes(b"b" * 1000)
+    replacement.replace(model / "weights.bin")  # same size: the inode and ctime tell it apart
+    assert checkpoint.path_fingerprint(model) != first and hashed == ["weights.bin", "weights.bin"]
+
+
+def test_a_file_written_just_now_is_not_remembered_by_its_stat(tmp_path, monkeypatch):
+    """Two writes within one clock tick keep mtime and ctime: a fresh file is hashed every time."""
+    monkeypatch.setenv("LINGUALIFT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(checkpoint, "_CACHED_FROM", 0)
+    (tmp_path / "weights.bin").write_bytes(b"a" * 1000)
+    first = checkpoint.path_fingerprint(tmp_path / "weights.bin")
+    with open(tmp_path / "weights.bin", "r+b") as handle:  # in place: same inode, same size
+        handle.write(b"b")
+    assert checkpoint.path_fingerprint(tmp_path / "weights.bin") != first
+    assert not (tmp_path / "cache" / checkpoint.FINGERPRINT_CACHE).exists()
+
+
+def test_a_reference_loop_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINGUALIFT_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / checkpoint.ADAPTER_CONFIG).write_text(
+        json.dumps({"base_model_name_or_path": str(tmp_path / "adapter")}))
+    with pytest.raises(LinguaLiftError, match="levels deep"):
+        checkpoint.path_fingerprint(tmp_path / "adapter")

@@ -396,3 +396,65 @@ def test_recover_ignores_unrelated_files(tmp_path):
     (tmp_path / ".finalize.old-1-x").mkdir()
     checkpoint.recover(tmp_path / "final")
     assert (tmp_path / ".finalize.old-1-x").is_dir()
+
+
+# ------------------------------------------------------------------ run identity follows referenced parts (issue 26)
+
+
+def save_preset(name: str, role: str, folder: Path, seed: int | None = None) -> Path:
+    """A tiny preset written as a local model folder (re-drawn with `seed`: the same shapes, other weights)."""
+    from lingualift.model import components
+
+    model, tokenizer = components.load_component(name, role)
+    if seed is not None:
+        sharpen(model, seed=seed, std=0.3)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_overwriting_the_llm_a_stage1_checkpoint_refers_to_is_a_new_run(tmp_path, mgsm_dir, monkeypatch, capsys):
+    """The frozen LLM changed in place at the same path: eval must not answer from the earlier run folder."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LINGUALIFT_CACHE", str(tmp_path / "cache"))
+    encoder = save_preset("tiny-bert", "encoder", tmp_path / "encoder")
+    llm = save_preset("tiny-llama", "llm", tmp_path / "llm", seed=1)
+    stage1 = tmp_path / "align" / "final"
+    model = LinguaLiftModel.from_components(str(encoder), str(llm), "mlp", seed=0, prompt_template="plain")
+    sharpen(model.alignment, seed=2, std=0.5)
+    model.save_pretrained(stage1, include_frozen=False)
+    assert checkpoint.referenced_parts(stage1) == {"encoder": str(encoder.resolve()), "llm": str(llm.resolve())}
+    argv = ["eval", "--model", str(stage1), "--tasks", "mgsm", "--langs", "de", "--limit", "3", "--data-dir",
+            str(mgsm_dir), "--offline", "--max-new-tokens", "6", "--no-progress", "--bootstrap", "10"]
+    before = checkpoint.path_fingerprint(stage1)
+    assert main(argv) == 0
+    size = (llm / "model.safetensors").stat().st_size
+    save_preset("tiny-llama", "llm", llm, seed=7)  # same path, same file size, other weights
+    assert (llm / "model.safetensors").stat().st_size == size
+    after = checkpoint.path_fingerprint(stage1)
+    assert after["content"] == before["content"]  # the checkpoint's own files did not change ...
+    assert after["refers_to"]["llm"] != before["refers_to"]["llm"]  # ... the model did
+    assert after["refers_to"]["encoder"] == before["refers_to"]["encoder"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    runs = sorted((tmp_path / "runs" / "eval").iterdir(), key=lambda run: run.stat().st_mtime_ns)
+    assert len(runs) == 2
+    outputs = [[json.loads(line)["output"] for line in (run / "predictions" / "mgsm" / "de.jsonl").read_text()
+                .splitlines()] for run in runs]
+    assert outputs[0] != outputs[1]  # the second run generated with the new LLM instead of reusing the first
+
+
+def test_overwriting_the_base_of_a_lora_adapter_changes_its_fingerprint(tmp_path, monkeypatch):
+    from peft import LoraConfig, get_peft_model
+
+    from lingualift.model import components
+
+    monkeypatch.setenv("LINGUALIFT_CACHE", str(tmp_path / "cache"))
+    base = save_preset("tiny-llama", "llm", tmp_path / "base", seed=1)
+    model, _ = components.load_component(str(base), "llm")
+    get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(tmp_path / "adapter")
+    assert checkpoint.referenced_parts(tmp_path / "adapter") == {"base": str(base)}
+    before = checkpoint.path_fingerprint(tmp_path / "adapter")
+    save_preset("tiny-llama", "llm", base, seed=2)
+    after = checkpoint.path_fingerprint(tmp_path / "adapter")
+    assert after["content"] == before["content"] and after["refers_to"] != before["refers_to"]

@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -156,34 +157,110 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
 
 # --------------------------------------------------------------------------- fingerprints
 
-_WHOLE_FILE_LIMIT = 64 << 20  # files up to this size are hashed whole; larger ones by size, head and tail
-_SAMPLE = 1 << 20
+_CACHED_FROM = 4 << 20  # files at least this big: their sha256 is remembered by (path, size, mtime, ctime, inode)
+_CACHE_ENTRIES = 4096  # most recently hashed large files kept in the cache
+FINGERPRINT_CACHE = "file-sha256.json"
+_SETTLED_SECONDS = 2.0  # a file changed this recently is not remembered: a rewrite within one clock tick keeps
+# its mtime and ctime (the "racy git" problem), so only files quiet for longer are trusted by their stat
+_MAX_REFERENCE_DEPTH = 8  # a checkpoint naming a checkpoint naming ...: deeper chains are a loop or a mistake
 
 
-def _file_digest(path: Path, digest) -> None:
-    size = path.stat().st_size
-    digest.update(f"{size}\0".encode())
-    with open(path, "rb") as handle:
-        if size <= _WHOLE_FILE_LIMIT:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        else:
-            digest.update(handle.read(_SAMPLE))
-            handle.seek(size // 2)
-            digest.update(handle.read(_SAMPLE))
-            handle.seek(size - _SAMPLE)
-            digest.update(handle.read(_SAMPLE))
+def _stat_key(stat: os.stat_result) -> list[int]:
+    """What changes whenever a file's bytes may have: size, mtime, ctime (not settable by users) and inode."""
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+
+
+class _Sha256Cache:
+    """sha256 of large files, reused while their `_stat_key` is unchanged (a 1 GB LLM is read once, not per run).
+
+    Kept in the lingualift cache as JSON; a missing, damaged or read-only cache only costs re-hashing, and a lost
+    update between two processes likewise."""
+
+    def __init__(self):
+        from lingualift.paths import cache_root
+
+        self.path = cache_root() / FINGERPRINT_CACHE
+        try:
+            entries = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            entries = {}
+        self.entries = entries if isinstance(entries, dict) else {}
+        self.changed = False
+
+    def sha256(self, file: Path) -> str:
+        stat = file.stat()
+        if stat.st_size < _CACHED_FROM:
+            return _sha256(file)
+        key, state = str(file.resolve()), _stat_key(stat)
+        entry = self.entries.pop(key, None)
+        if isinstance(entry, list) and entry[:-1] == state:
+            self.entries[key] = entry  # re-inserted: most recently used last
+            return entry[-1]
+        value = _sha256(file)
+        settled = max(stat.st_mtime, stat.st_ctime) < time.time() - _SETTLED_SECONDS
+        if settled and _stat_key(file.stat()) == state:  # unchanged while it was read
+            self.entries[key] = [*state, value]
+            self.changed = True
+        return value
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        from lingualift.io import write_json
+
+        kept = dict(list(self.entries.items())[-_CACHE_ENTRIES:])
+        with contextlib.suppress(OSError):
+            write_json(self.path, kept)  # atomic: a reader sees the old or the new cache
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_json_dict(file: Path) -> dict:
+    try:
+        value = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def referenced_parts(path: str | os.PathLike) -> dict[str, str]:
+    """The models a checkpoint folder uses without storing them, by role: a stage-1 (or LoRA stage-2) LinguaLIFT
+    checkpoint's frozen encoder / LLM (`config.json`), a LoRA adapter's base model (`adapter_config.json`)."""
+    path = Path(str(path))
+    if not path.is_dir():
+        return {}
+    config = read_model_config(path)
+    if config is not None and config.get("model_type") == LINGUALIFT_MODEL_TYPE:
+        return {role: str(config[role]) for role, folder in (("encoder", ENCODER_DIR), ("llm", LLM_DIR))
+                if config.get(role) and not (path / folder).is_dir()}
+    base = _read_json_dict(path / ADAPTER_CONFIG).get("base_model_name_or_path")
+    return {"base": str(base)} if base else {}
 
 
 def path_fingerprint(spec: str | os.PathLike) -> dict:
-    """What identifies a model: its resolved path and a digest of its files (or the spec if not a path).
+    """What identifies a model: its resolved path, a digest of its files' content, and the same for every part it
+    refers to (or just the spec when it is not a path: a preset name).
 
-    Small files (configs, tokenizers, alignment layers, adapters) are hashed whole; weight files larger
-    than 64 MiB by their size and three 1 MiB samples, so a 7B checkpoint is fingerprinted in
-    milliseconds. A stage-1 checkpoint names the frozen parts it refers to in its config.json, so
-    that reference is covered too. A hub id is fingerprinted by its cached snapshot, so a new revision pushed
-    under the same id is a different model.
+    Every file is hashed whole (sha256); files of 4 MiB and more are hashed once and then remembered by their
+    size, mtime, ctime and inode, so a repeat costs a `stat` per file. A stage-1 checkpoint's frozen encoder and
+    LLM and a LoRA adapter's base are fingerprinted the same way (`refers_to`): overwriting the LLM a checkpoint
+    points at makes it a different model. A hub id is fingerprinted by its cached snapshot, so a new revision
+    pushed under the same id is a different model.
     """
+    cache = _Sha256Cache()
+    try:
+        return _fingerprint(spec, cache, depth=0)
+    finally:
+        cache.save()
+
+
+def _fingerprint(spec, cache: _Sha256Cache, depth: int) -> dict:
     path = Path(str(spec))
     if not path.exists() and is_hub_id(spec):
         with contextlib.suppress(LinguaLiftError):
@@ -196,9 +273,16 @@ def path_fingerprint(spec: str | os.PathLike) -> dict:
         relative = file.relative_to(path).as_posix() if file != path else file.name
         if any(part.startswith(".") for part in Path(relative).parts):
             continue  # locks, staging folders
-        digest.update(relative.encode() + b"\0")
-        _file_digest(file, digest)
-    return {"path": str(path.resolve()), "content": digest.hexdigest()[:16]}
+        digest.update(f"{relative}\0{cache.sha256(file)}\0".encode())
+    fingerprint = {"path": str(path.resolve()), "content": digest.hexdigest()[:16]}
+    references = referenced_parts(path)
+    if references and depth >= _MAX_REFERENCE_DEPTH:
+        raise LinguaLiftError(f"{path}: refers to other checkpoints more than {_MAX_REFERENCE_DEPTH} levels deep "
+                              f"(a loop?); check {CONFIG_FILE} / {ADAPTER_CONFIG}")
+    if references:
+        fingerprint["refers_to"] = {role: _fingerprint(reference, cache, depth + 1)
+                                    for role, reference in references.items()}
+    return fingerprint
 
 
 def digest(obj, length: int = 12) -> str:

@@ -15,9 +15,13 @@ from lingualift.errors import LinguaLiftError
 _DATA_CANDIDATES = ("data", "../shared/data")
 
 
+def cache_root() -> Path:
+    """The cache folder, not created (readers of an optional cache file need not create it)."""
+    return Path(os.environ.get("LINGUALIFT_CACHE") or Path.home() / ".cache" / "lingualift")
+
+
 def cache_dir(*parts: str) -> Path:
-    root = Path(os.environ.get("LINGUALIFT_CACHE") or Path.home() / ".cache" / "lingualift")
-    path = root.joinpath(*parts)
+    path = cache_root().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
