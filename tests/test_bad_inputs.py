@@ -683,3 +683,74 @@ def test_bad_input_as_a_real_subprocess(name, isolated):
                             stdin=subprocess.DEVNULL, cwd=isolated.parent)
     check_error(result.returncode, result.stderr, case.place)
     assert snapshot(isolated) == before
+
+
+# ------------------------------------------------------------------ issue 26: no unbounded inputs, no late failures
+# (cases registered here run in their own parametrized test: the list above is consumed where it is declared)
+
+ISSUE26_CASES: list[Case] = []
+
+
+def issue26_case(name: str, place: str, patch=None):
+    def register(setup):
+        ISSUE26_CASES.append(Case(name, setup, place, patch))
+        return setup
+    return register
+
+
+def billion_laughs(indent: str) -> str:
+    """Nine nested levels of nine aliases each: under 1 KB of YAML that expands to 9**9 (387 million) values."""
+    lines = [f"{indent}l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"{indent}l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    return "\n".join(lines) + "\n"
+
+
+@issue26_case("train-billion-laughs-in-alignment-kwargs", "config.yaml:")
+def _(work):
+    path = train_yaml(work)
+    text = path.read_text(encoding="utf-8").replace("model:\n", "model:\n  alignment_kwargs:\n"
+                                                    + billion_laughs("    "), 1)
+    path.write_text(text, encoding="utf-8")
+    return ["train", str(path)]
+
+
+@issue26_case("pipeline-dry-run-billion-laughs-in-a-stage-block", "pipe.yaml:")
+def _(work):
+    text = TINY_PIPELINE.read_text(encoding="utf-8").replace(
+        "  model: {alignment: mlp, encoder_max_length: 128}\n",
+        "  model:\n    alignment: mlp\n    alignment_kwargs:\n" + billion_laughs("      "), 1)
+    (work / "pipe.yaml").write_text(text, encoding="utf-8")
+    argv = pipe(work, "--dry-run")
+    argv[argv.index(str(TINY_PIPELINE))] = str(work / "pipe.yaml")
+    return argv
+
+
+@issue26_case("train-recursive-yaml-alias", "config.yaml:")
+def _(work):
+    path = train_yaml(work)
+    path.write_text(path.read_text(encoding="utf-8") + "loop: &loop [*loop]\n", encoding="utf-8")
+    return ["train", str(path)]
+
+
+case_set_bomb = "{a: &a [x, x, x, x, x, x, x, x, x], b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a], " + ", ".join(
+    f"{chr(99 + i)}: &{chr(99 + i)} [{', '.join([f'*{chr(98 + i)}'] * 9)}]" for i in range(7)) + "}"
+issue26_case("train-set-billion-laughs", "--set model.alignment_kwargs")(
+    train_set(f"model.alignment_kwargs={case_set_bomb}"))
+issue26_case("train-set-invalid-yaml-value", "--set training.max_steps")(train_set("training.max_steps=[1,"))
+
+
+def run_case(case: Case, isolated: Path, monkeypatch, capsys) -> None:
+    argv = case.setup(isolated)
+    before = snapshot(isolated)
+    if case.patch:
+        case.patch(monkeypatch)
+    rc = main(argv)
+    err = capsys.readouterr().err
+    monkeypatch.undo()
+    check_error(rc, err, case.place)
+    assert snapshot(isolated) == before, "a file was left behind or changed"
+
+
+@pytest.mark.parametrize("case", ISSUE26_CASES, ids=[c.name for c in ISSUE26_CASES])
+def test_issue26_bad_input_is_one_clean_error(case, isolated, monkeypatch, capsys):
+    run_case(case, isolated, monkeypatch, capsys)

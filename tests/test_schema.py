@@ -71,3 +71,17 @@ def test_describe_lists_every_setting_with_its_help():
     rows = {key: (kind, default, text) for key, kind, default, text in describe(Settings)}
     assert rows["inner.rate"] == ("float", 1e-3, "learning rate")
     assert rows["steps"][0] == "int or null"
+
+
+def test_yaml_aliases_are_allowed_within_a_budget():
+    from lingualift.schema import YAML_VALUE_BUDGET, load_yaml
+
+    shared = "base: &base {batch_size: 4, max_steps: 2}\nstage1: *base\nstage2: *base\n"
+    assert load_yaml(shared, "c.yaml") == {"base": {"batch_size": 4, "max_steps": 2}, "stage1": {"batch_size": 4,
+                                           "max_steps": 2}, "stage2": {"batch_size": 4, "max_steps": 2}}
+    flat = "[" + ", ".join(["1"] * (YAML_VALUE_BUDGET - 1)) + "]"  # the list itself is one value too
+    assert len(load_yaml(flat, "c.yaml")) == YAML_VALUE_BUDGET - 1
+    with pytest.raises(LinguaLiftError, match=r"c.yaml:2: this value expands to more than"):
+        load_yaml("a: &a [" + ", ".join(["x"] * 400) + "]\nb: [" + ", ".join(["*a"] * 300) + "]\n", "c.yaml")
+    with pytest.raises(LinguaLiftError, match="c.yaml: YAML nested too deeply"):
+        load_yaml("[" * 100_000 + "]" * 100_000, "c.yaml")

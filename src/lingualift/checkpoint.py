@@ -182,7 +182,7 @@ class _Sha256Cache:
         self.path = cache_root() / FINGERPRINT_CACHE
         try:
             entries = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             entries = {}
         self.entries = entries if isinstance(entries, dict) else {}
         self.changed = False
@@ -224,7 +224,7 @@ def _sha256(file: Path) -> str:
 def _read_json_dict(file: Path) -> dict:
     try:
         value = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -296,7 +296,7 @@ def digest(obj, length: int = 12) -> str:
 def read_model_config(path: Path) -> dict | None:
     try:
         config = json.loads((path / CONFIG_FILE).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return config if isinstance(config, dict) else None
 
@@ -330,8 +330,15 @@ def missing_parts(path: str | os.PathLike) -> list[str]:
 
 def read_run_metadata(path: str | os.PathLike) -> dict:
     """The prompt settings saved next to a plain-LLM checkpoint (sft); {} for any other model."""
+    from lingualift.io import read_json
+
     file = Path(str(path)) / RUN_METADATA
-    return json.loads(file.read_text()) if file.is_file() else {}
+    if not file.is_file():
+        return {}
+    metadata = read_json(file)
+    if not isinstance(metadata, dict):
+        raise LinguaLiftError(f"{file}: expected a JSON object of prompt settings; restore or delete it")
+    return metadata
 
 
 # --------------------------------------------------------------------------- step checkpoints

@@ -97,6 +97,9 @@ def iter_numbered_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
                 f"{path}:{line_number}: malformed JSON ({exc.msg} at column {exc.colno}); "
                 "each line must be one JSON object"
             ) from None
+        except RecursionError:
+            raise LinguaLiftError(f"{path}:{line_number}: JSON nested too deeply to read; "
+                                  "each line must be one flat JSON object") from None
         if not isinstance(record, dict):
             raise LinguaLiftError(f"{path}:{line_number}: expected a JSON object, got {type(record).__name__}")
         yield line_number, record
@@ -110,6 +113,8 @@ def read_json(path: str | os.PathLike) -> Any:
         raise LinguaLiftError(f"{path}: not valid UTF-8 ({exc.reason}); re-encode the file as UTF-8") from None
     except json.JSONDecodeError as exc:
         raise LinguaLiftError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+    except RecursionError:
+        raise LinguaLiftError(f"{path}: JSON nested too deeply to read; restore or delete the file") from None
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -9,6 +9,8 @@ is a dataclass built with `option(...)`. The same declaration then drives:
 - `check(instance, source)`: the same type and range checks on an instance built in code.
 - `add_arguments(parser, cls)` / `overrides_from_args(args, cls)`: command-line flags with the field's help.
 - `read_yaml(path, overrides)`: a YAML mapping with `--set a.b=value` overrides applied, errors with line numbers.
+- `load_yaml(text, where)`: the one YAML parser for what a user hands us; what a document may expand to is
+  bounded (`YAML_VALUE_BUDGET`), so nested aliases (the "billion laughs" shape) are one error, not gigabytes.
 
 Schema checks never touch the file system: whether `data.train` exists is the caller's concern, checked
 separately, so a config can be validated completely before any file or model is needed.
@@ -247,7 +249,10 @@ def overrides_from_args(args: argparse.Namespace, cls) -> dict:
 
 def _scalar(text: str):
     """`8` → 8, `1e-3` → stays text (coerce reads it as a float), `true` → True; anything else stays text."""
-    value = yaml.safe_load(text) if text.strip() else text
+    try:
+        value = load_yaml(text, repr(text)) if text.strip() else text
+    except LinguaLiftError:
+        return text  # not YAML at all: the field's type check names the flag
     return value if isinstance(value, (int, float, bool)) or value is None else text
 
 
@@ -262,12 +267,7 @@ def read_yaml(path: str | os.PathLike, overrides: list[str] | None = None) -> di
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
         raise LinguaLiftError(f"{path}:{line}: not valid UTF-8; re-encode the file as UTF-8") from None
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise LinguaLiftError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    raw = load_yaml(text, str(path)) or {}
     if not isinstance(raw, dict):
         raise LinguaLiftError(f"{path}: the top level must be a mapping of sections")
     for override in overrides or []:
@@ -286,7 +286,67 @@ def apply_override(raw: dict, override: str, source: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise LinguaLiftError(f"--set {key}: {part} is not a section in {source}")
-    node[parts[-1]] = yaml.safe_load(value) if value != "" else ""
+    node[parts[-1]] = load_yaml(value, f"--set {key}") if value != "" else ""
+
+
+YAML_VALUE_BUDGET = 100_000  # values (scalars, lists, mappings) a config may expand to once aliases are followed
+
+
+def load_yaml(text: str, where: str):
+    """Parse YAML safely and boundedly: `where` (a file or flag) and the line name any problem.
+
+    Aliases are allowed, but the document they expand to must stay within `YAML_VALUE_BUDGET` values and may
+    not contain itself; the count is taken on the parsed node graph, before anything is built, so a 1 KB file of
+    nested aliases is refused in milliseconds instead of growing to gigabytes in whatever walks it later.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, where)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise LinguaLiftError(f"{where}{line}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    except RecursionError:
+        raise LinguaLiftError(f"{where}: YAML nested too deeply to read; flatten it") from None
+    finally:
+        loader.dispose()
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _check_expansion(root: yaml.Node, where: str) -> None:
+    """Count the values `root` expands to (a node reached through n aliases counts n times) without expanding it;
+    iterative, each distinct node visited once."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > YAML_VALUE_BUDGET:
+                raise LinguaLiftError(
+                    f"{where}:{node.start_mark.line + 1}: this value expands to more than {YAML_VALUE_BUDGET:,} values "
+                    "through YAML aliases (*name); write the values out or use fewer nested aliases")
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise LinguaLiftError(f"{where}:{node.start_mark.line + 1}: a YAML alias refers to a value that contains "
+                                  "it (a recursive structure); configs must be trees")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
 
 
 def _is_union(annotation) -> bool:

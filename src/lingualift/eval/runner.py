@@ -126,7 +126,7 @@ def read_done(path: Path, *, repair: bool = True, require: tuple[str, ...] = ())
         try:
             record = json.loads(line)
             done[record["id"]] = record
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RecursionError):
             raise LinguaLiftError(
                 f"{path}:{line_number}: not a prediction record (JSON object with an 'id'); delete the file to recompute"
             ) from None

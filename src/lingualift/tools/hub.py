@@ -37,7 +37,7 @@ from lingualift.errors import LinguaLiftError
 def _run_configs(path: Path) -> list[tuple[Path, dict]]:
     """The training configs behind a checkpoint, first stage first: `OUTPUT_DIR/train_config.yaml` next to
     `OUTPUT_DIR/final`, then the one of the checkpoint its `model.init_from` names, and so on."""
-    import yaml
+    from lingualift.schema import load_yaml
 
     found, seen, current = [], set(), path
     while current is not None and current.resolve() not in seen:
@@ -46,10 +46,10 @@ def _run_configs(path: Path) -> list[tuple[Path, dict]]:
         if not file.is_file():
             break
         try:
-            config = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise LinguaLiftError(f"{file}: not a readable training config ({str(exc).splitlines()[0]}); "
-                                  "restore or delete it") from None
+            config = load_yaml(file.read_text(encoding="utf-8"), str(file))
+        except UnicodeDecodeError as exc:
+            raise LinguaLiftError(f"{file}: not a readable training config ({exc.reason}); restore or delete it") \
+                from None
         if not isinstance(config, dict):
             break
         found.insert(0, (file.parent, config))

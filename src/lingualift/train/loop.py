@@ -70,6 +70,16 @@ def _differences(old, new, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix[:-1]} ({old!r} in the checkpoint, {new!r} now)"]
 
 
+def _logged_step(line: str) -> int | None:
+    """The step of one loss-log line; None for a line a killed run cut short (dropped on resume)."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    step = record.get("step", 0) if isinstance(record, dict) else None
+    return step if isinstance(step, int) else None
+
+
 class EpochBatches:
     """Deterministic micro-batches for one process: batch `k` depends only on (seed, k, rank).
 
@@ -396,8 +406,8 @@ class Trainer:
         if self.step == 0:
             path.unlink()
             return
-        kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
-                if line.strip() and json.loads(line).get("step", 0) <= self.step]
+        kept = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+                if _logged_step(line) is not None and _logged_step(line) <= self.step]
         with atomic_write(path) as handle:
             handle.writelines(kept)
 
