@@ -751,6 +751,29 @@ def run_case(case: Case, isolated: Path, monkeypatch, capsys) -> None:
     assert snapshot(isolated) == before, "a file was left behind or changed"
 
 
-@pytest.mark.parametrize("case", ISSUE26_CASES, ids=[c.name for c in ISSUE26_CASES])
+@pytest.mark.parametrize("case", ISSUE26_CASES, ids=lambda case: case.name)  # read at collection: cases below too
 def test_issue26_bad_input_is_one_clean_error(case, isolated, monkeypatch, capsys):
     run_case(case, isolated, monkeypatch, capsys)
+
+
+issue26_case("pipeline-unknown-llm", "models.llm")(lambda work: pipe(work, "--set", "models.llm=no-such-llm"))
+issue26_case("pipeline-dry-run-unknown-llm", "models.llm")(
+    lambda work: pipe(work, "--dry-run", "--set", "models.llm=no-such-llm"))
+issue26_case("pipeline-unknown-encoder-in-stage1", "stage1.model.encoder")(
+    lambda work: pipe(work, "--set", "stage1.model.encoder=no-such-encoder"))
+issue26_case("pipeline-preset-without-the-role", "models.llm")(
+    lambda work: pipe(work, "--set", "models.llm=tiny-bert"))
+
+
+def _without_vllm(monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "vllm" else real_find_spec(name, *args))
+
+
+issue26_case("pipeline-vllm-backend-missing", "evaluation.backend", patch=_without_vllm)(
+    lambda work: pipe(work, "--set", "evaluation.backend=vllm"))
+issue26_case("pipeline-dry-run-vllm-backend-missing", "evaluation.backend", patch=_without_vllm)(
+    lambda work: pipe(work, "--dry-run", "--set", "evaluation.backend=vllm"))

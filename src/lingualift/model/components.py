@@ -206,6 +206,16 @@ def load_component(
     return model, tokenizer or load_tokenizer(spec, label)
 
 
+def check_spec(spec: str, role: str, where: str) -> None:
+    """Whether `spec` names an `role` model, without loading weights or building an asset: a preset offering that
+    role, or a local folder / hub id whose config loads (offline: from the cache). `where` names the setting."""
+    if is_preset(spec):
+        if role not in presets()[spec]:
+            raise LinguaLiftError(f"{where}: preset {spec!r} has no {role} (it offers: {', '.join(presets()[spec])})")
+        return
+    _load_config(str(spec), where)
+
+
 def _load_config(spec: str, label: str):
     try:
         return AutoConfig.from_pretrained(spec)

@@ -109,6 +109,27 @@ class Pipeline:
                 "at a folder with gsm8k/, mgsm/, mmwp/, muse/ in their public layouts"
             )
 
+    def check_models(self) -> None:
+        """Every model spec and the decoding backend, before the first phase writes anything (`--dry-run` too):
+        a typo in `models.llm` or a missing vLLM would otherwise surface after lexicons, data and training."""
+        from lingualift.inference import check_backend
+        from lingualift.model import components
+
+        source, config = self.config.source, self.config
+        specs = {}
+        for role in ("encoder", "llm"):
+            in_stage = config.stage1.get("model", {}).get(role)  # a stage-1 block may name its own models
+            specs[f"stage1.model.{role}" if in_stage else f"models.{role}"] = (in_stage or getattr(config.models, role),
+                                                                               role)
+        if config.diagnose.reference_llm and self.languages.diagnose:
+            specs.setdefault("models.llm", (config.models.llm, "llm"))  # the plain-LLM reference of the diagnostic
+        for key, (spec, role) in specs.items():
+            components.check_spec(spec, role, f"{source}: {key}")
+        try:
+            check_backend(config.evaluation.backend)
+        except LinguaLiftError as exc:
+            raise LinguaLiftError(f"{source}: evaluation.backend: {exc}") from None
+
     def check_folders(self) -> None:
         """The output folder and every phase folder are new, empty or the pipeline's own."""
         for folder in [self.out] + [p.folder for p in self.phases if p.folder is not None]:
@@ -444,6 +465,7 @@ def prepare_pipeline(config_path: str | None = None, overrides: list[str] | None
     logger.info("data directory: %s (from %s)", root, origin)
     pipeline = Pipeline(config, data_dir=root, data_dir_origin=origin, force=force, progress=progress)
     pipeline.check_data()
+    pipeline.check_models()
     return pipeline
 
 
