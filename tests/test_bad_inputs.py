@@ -777,3 +777,23 @@ issue26_case("pipeline-vllm-backend-missing", "evaluation.backend", patch=_witho
     lambda work: pipe(work, "--set", "evaluation.backend=vllm"))
 issue26_case("pipeline-dry-run-vllm-backend-missing", "evaluation.backend", patch=_without_vllm)(
     lambda work: pipe(work, "--dry-run", "--set", "evaluation.backend=vllm"))
+
+
+@issue26_case("push-dry-run-no-llm-weights", "llm")
+def _(work):
+    final = saved_checkpoint(work)
+    (final / "llm" / "model.safetensors").unlink()
+    return ["push", "--dry-run", str(final), "someone/model"]
+
+
+@issue26_case("push-dry-run-no-tokenizer", "llm_tokenizer")
+def _(work):
+    import shutil
+
+    final = saved_checkpoint(work)
+    shutil.rmtree(final / "llm_tokenizer")
+    return ["push", "--dry-run", str(final), "someone/model"]
+
+
+issue26_case("push-dry-run-invalid-repo-id", "a/b/c")(
+    lambda work: ["push", "--dry-run", str(saved_checkpoint(work)), "a/b/c"])

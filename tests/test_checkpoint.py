@@ -313,3 +313,64 @@ def test_a_reference_loop_is_one_line(tmp_path, monkeypatch):
         json.dumps({"base_model_name_or_path": str(tmp_path / "adapter")}))
     with pytest.raises(LinguaLiftError, match="levels deep"):
         checkpoint.path_fingerprint(tmp_path / "adapter")
+
+
+# ------------------------------------------------------------------ push --dry-run checks what push checks (issue 26)
+
+
+def _break(final: Path, what: str) -> str:
+    """Damage a copy of a checkpoint; returns the repo id to push it to."""
+    if what == "no llm weights":
+        (final / checkpoint.LLM_DIR / "model.safetensors").unlink()
+    elif what == "no tokenizer":
+        shutil.rmtree(final / checkpoint.LLM_TOKENIZER_DIR)
+    elif what == "truncated alignment":
+        data = (final / checkpoint.ALIGNMENT_FILE).read_bytes()
+        (final / checkpoint.ALIGNMENT_FILE).write_bytes(data[:10])
+    return "not a valid/repo/id" if what == "invalid repo id" else REPO_ID
+
+
+@pytest.mark.parametrize("what", ["no llm weights", "no tokenizer", "truncated alignment", "invalid repo id"])
+def test_push_and_its_dry_run_refuse_the_same_checkpoints(tmp_path, runs, fake_hub, capsys, what):
+    final = tmp_path / "copy" / "final"
+    shutil.copytree(runs["task"], final)
+    repo_id = _break(final, what)
+    before = snapshot(tmp_path / "copy")
+    messages = []
+    for dry_run in (["--dry-run"], []):
+        assert main(["push", str(final), repo_id, *dry_run]) == 2
+        captured = capsys.readouterr()
+        errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "Traceback" not in captured.err and not captured.out, captured
+        messages.append(errors[0])
+    assert messages[0] == messages[1]
+    assert not fake_hub and snapshot(tmp_path / "copy") == before
+
+
+def test_an_unreachable_hub_during_push_is_one_line(tmp_path, runs, fake_hub, monkeypatch, capsys):
+    from huggingface_hub.errors import HfHubHTTPError
+
+    transport = next(base for base in HfHubHTTPError.__mro__ if base.__name__ == "HTTPError")
+    connect_error = getattr(__import__(transport.__module__), "ConnectError")
+
+    def unreachable(self, repo_id, **kwargs):
+        raise connect_error("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", unreachable)
+    before = snapshot(runs["task"].parent)
+    assert main(["push", str(runs["task"]), REPO_ID]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "upload failed (" in errors[0] and "Name or service not known" in errors[0]
+    assert snapshot(runs["task"].parent) == before
+
+
+def test_the_model_card_keeps_no_lexicon_paths(tmp_path, runs):
+    run = tmp_path / "run"
+    shutil.copytree(runs["task"], run / "final")
+    config = yaml.safe_load((runs["task"].parent / "train_config.yaml").read_text())
+    config["data"]["codeswitch"] = {"lexicons": {"de": str(tmp_path / "lexicons" / "en-de.tsv"), "fr": "muse:fr"},
+                                    "ratio": 0.5}
+    (run / "train_config.yaml").write_text(yaml.safe_dump(config))
+    card = hub.model_card(run / "final")
+    assert str(tmp_path) not in card
+    assert "de: en-de.tsv" in card and "fr: muse:fr" in card

@@ -16,11 +16,15 @@ from pathlib import Path
 
 from lingualift.checkpoint import (
     ADAPTER_DIR,
+    ALIGNMENT_FILE,
     ASSET_MARKER,
+    CONFIG_FILE,
     ENCODER_DIR,
+    ENCODER_TOKENIZER_DIR,
     FINAL_DIR,
     LINGUALIFT,
     LLM_DIR,
+    LLM_TOKENIZER_DIR,
     LOG_FILE,
     STAGING,
     TRAIN_CONFIG_FILE,
@@ -117,10 +121,20 @@ def _shareable_config(config: dict) -> dict:
     if data.get("train"):
         data["train"] = Path(str(data["train"])).name
     data.pop("data_dir", None)
+    codeswitch = data.get("codeswitch")
+    if isinstance(codeswitch, dict) and isinstance(codeswitch.get("lexicons"), dict):
+        data["codeswitch"] = {**codeswitch, "lexicons": {lang: _file_name(spec)
+                                                         for lang, spec in codeswitch["lexicons"].items()}}
     training = {k: v for k, v in (config.get("training") or {}).items()
                 if k not in ("output_dir", "resume_from_checkpoint", "resume_override", "tensorboard")}
     return {"method": config.get("method"), "stage": config.get("stage"), "model": model, "data": data,
             "training": training}
+
+
+def _file_name(spec) -> str:
+    """A lexicon spec without this machine's folders: `/home/me/lex/en-de.tsv` → `en-de.tsv`; `muse:de` stays."""
+    text = str(spec)
+    return text if ":" in text and not Path(text).exists() else Path(text).name
 
 
 def read_eval_results(path: str | os.PathLike) -> dict:
@@ -221,11 +235,38 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def check_shareable(path: str | os.PathLike) -> Path:
-    """The checkpoint folder if it can be shared: a LinguaLIFT checkpoint whose parts are all reachable.
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
-    One that refers to frozen parts elsewhere (stage 1, LoRA stage 2) is shared as a self-contained copy.
-    """
+
+def _check_safetensors(file: Path, what: str) -> None:
+    """The header of a safetensors file parses (a truncated or foreign file fails here, not on the hub)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt"):
+            pass
+    except Exception as exc:  # safetensors' own error type for a damaged header
+        raise LinguaLiftError(f"{file}: unreadable {what} ({str(exc).splitlines()[0][:120]}); the checkpoint is "
+                              "damaged, train or copy it again") from None
+
+
+def _check_weights(folder: Path, names: tuple[str, ...], what: str) -> None:
+    present = [folder / name for name in names if (folder / name).is_file()]
+    if not present:
+        raise LinguaLiftError(f"{folder}: no {what} weights ({' or '.join(names[:2])}); the checkpoint is incomplete, "
+                              "save it again")
+    for file in present:
+        if file.suffix == ".safetensors":
+            _check_safetensors(file, f"{what} weights")
+
+
+def check_shareable(path: str | os.PathLike) -> Path:
+    """The checkpoint folder if it can be shared: a LinguaLIFT checkpoint whose parts are all there and readable
+    (weights' headers, both tokenizers) or, for parts it refers to (stage 1, LoRA stage 2), resolvable here; such
+    a checkpoint is shared as a self-contained copy. Reads no weights."""
+    from lingualift.model import components
+
     path = Path(path)
     if not path.is_dir():
         raise LinguaLiftError(f"{path}: not a folder; give a LinguaLIFT checkpoint folder (e.g. a run's final/)")
@@ -235,13 +276,54 @@ def check_shareable(path: str | os.PathLike) -> Path:
         raise LinguaLiftError(f"{path}: not a LinguaLIFT checkpoint ({kind or 'no config.json'}); give a folder "
                               "written by LinguaLiftModel.save_pretrained (a run's final/)")
     config = read_model_config(path) or {}
+    if not (path / ALIGNMENT_FILE).is_file():
+        raise LinguaLiftError(f"{path}: no {ALIGNMENT_FILE}; the checkpoint is incomplete, save it again")
+    _check_safetensors(path / ALIGNMENT_FILE, "alignment layer")
     for role, folder in (("encoder", ENCODER_DIR), ("llm", LLM_DIR)):
         spec = config.get(role)
-        if folder in missing_parts(path) and isinstance(spec, str) and Path(spec).is_absolute() \
-                and not Path(spec).exists():
-            raise LinguaLiftError(f"{path}: its {role} ({spec}) is neither stored in the checkpoint nor on this "
-                                  "machine; push it from the machine it was trained on")
+        if (path / folder).is_dir():
+            _check_weights(path / folder, _WEIGHT_FILES, role)
+        elif isinstance(spec, str) and spec:
+            if Path(spec).is_absolute() and not Path(spec).exists():
+                raise LinguaLiftError(f"{path}: its {role} ({spec}) is neither stored in the checkpoint nor on this "
+                                      "machine; push it from the machine it was trained on")
+            components.check_spec(spec, role, f"{path / CONFIG_FILE}: {role}")
+        else:
+            raise LinguaLiftError(f"{path}: its {role} is neither stored in {folder}/ nor named in {CONFIG_FILE}; "
+                                  "the checkpoint is incomplete, save it again")
+    if (path / ADAPTER_DIR).is_dir():
+        _check_weights(path / ADAPTER_DIR, _ADAPTER_WEIGHTS, "LoRA adapter")
+    for folder in (ENCODER_TOKENIZER_DIR, LLM_TOKENIZER_DIR):
+        if not (path / folder).is_dir():
+            raise LinguaLiftError(f"{path}: no {folder}/; the checkpoint is incomplete, save it again")
+        components.load_tokenizer(str(path / folder), f"{path / folder}")
     return path
+
+
+def check_push(path: str | os.PathLike, repo_id: str) -> Path:
+    """Every check `push_checkpoint` makes before it uploads (`push --dry-run` runs exactly these): the checkpoint
+    (`check_shareable`), the repository id, and that uploads are possible (HF_HUB_OFFLINE unset)."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    path = check_shareable(path)
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise LinguaLiftError(f"{repo_id}: not a hub repo id ({str(exc).splitlines()[0]}); use OWNER/NAME") from None
+    if constants.is_offline_mode():
+        raise LinguaLiftError(f"{repo_id}: HF_HUB_OFFLINE is set, so nothing can be uploaded; unset it to push")
+    return path
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What the hub client raises for a failed request: its HTTP errors (an OSError) and its transport's (no
+    network, DNS, timeouts), whichever HTTP library this huggingface_hub version is built on."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    transport = tuple(base for base in HfHubHTTPError.__mro__ if base.__name__ == "HTTPError")
+    return (OSError, ValueError, *transport)
 
 
 def push_checkpoint(path: str | os.PathLike, repo_id: str, *, private: bool = False,
@@ -251,18 +333,10 @@ def push_checkpoint(path: str | os.PathLike, repo_id: str, *, private: bool = Fa
 
     The checkpoint folder is left untouched: the upload is staged in a hidden sibling folder of hard links
     plus README.md (a killed push leaves only a staging folder that `recover` deletes)."""
-    from huggingface_hub import HfApi, constants
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
+    from huggingface_hub import HfApi
 
-    path = check_shareable(path)
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as exc:
-        raise LinguaLiftError(f"{repo_id}: not a hub repo id ({str(exc).splitlines()[0]}); use OWNER/NAME") from None
+    path = check_push(path, repo_id)
     card = model_card(path, results, repo_id=repo_id, license=license)
-    if constants.is_offline_mode():
-        raise LinguaLiftError(f"{repo_id}: HF_HUB_OFFLINE is set, so nothing can be uploaded; unset it to push")
     try:
         staging = make_temp_dir(path.parent, f".{path.name}.{STAGING}-{os.getpid()}-")
     except OSError:  # a read-only location: stage (by copying) in the temporary folder
@@ -284,7 +358,7 @@ def push_checkpoint(path: str | os.PathLike, repo_id: str, *, private: bool = Fa
             url = api.create_repo(repo_id, private=private, exist_ok=True)
             api.upload_folder(repo_id=repo_id, folder_path=staging,
                               commit_message=commit_message or f"Upload LinguaLIFT checkpoint {path.name}")
-        except (OSError, ValueError) as exc:  # HfHubHTTPError (auth, permissions), no network, no token
+        except _network_errors() as exc:  # HfHubHTTPError (auth, permissions), no network, no token
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise LinguaLiftError(f"{repo_id}: upload failed ({reason[:160]}); log in with `hf auth login` (or set "
                                   "HF_TOKEN) and check the network and your rights on the repo") from None
