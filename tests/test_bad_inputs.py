@@ -797,3 +797,39 @@ def _(work):
 
 issue26_case("push-dry-run-invalid-repo-id", "a/b/c")(
     lambda work: ["push", "--dry-run", str(saved_checkpoint(work)), "a/b/c"])
+
+
+def eval_run_dir(work: Path, run_json: str) -> Path:
+    run = work / "run"
+    (run / "predictions" / "mgsm").mkdir(parents=True)
+    (run / "predictions" / "mgsm" / "de.jsonl").write_bytes(GOOD.replace(b'"correct": true', b'"correct": false'))
+    (run / "run.json").write_text(run_json, encoding="utf-8")
+    return run
+
+
+issue26_case("score-malformed-run-json", "run.json")(lambda work: ["score", str(eval_run_dir(work, '{"model": '))])
+issue26_case("score-run-json-not-an-object", "run.json")(lambda work: ["score", str(eval_run_dir(work, "[1, 2]"))])
+issue26_case("score-non-numeric-gold", "pred.jsonl: record 'de-0': gold answer 'three'")(
+    lambda work: ["score", str(prediction_file(work, [GOOD.replace(b'"gold": "3"', b'"gold": "three"')]))])
+
+
+def _no_cuda(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+issue26_case("eval-empty-stop-string", "--stop")(
+    lambda work: [*EVAL, "--data-dir", str(mgsm_data(work)), "--langs", "de", "--out", str(work / "run"), "--stop", ""])
+issue26_case("generate-empty-stop-string", "--stop")(lambda work: ["generate", "--model", "tiny-llama", "q?",
+                                                                   "--stop", ""])
+issue26_case("eval-device-cuda-without-cuda", "--device cuda", patch=_no_cuda)(
+    lambda work: [*EVAL, "--data-dir", str(mgsm_data(work)), "--langs", "de", "--out", str(work / "run"),
+                  "--device", "cuda"])
+issue26_case("diagnose-device-cuda-without-cuda", "--device cuda:1", patch=_no_cuda)(
+    lambda work: ["diagnose", "--model", "tiny-llama", "--out", str(work / "diag"), "--device", "cuda:1"])
+issue26_case("eval-device-not-a-device", "--device gpu0")(
+    lambda work: [*EVAL, "--data-dir", str(mgsm_data(work)), "--langs", "de", "--out", str(work / "run"),
+                  "--device", "gpu0"])
+issue26_case("bench-device-cuda-without-cuda", "--device cuda", patch=_no_cuda)(
+    lambda work: ["bench", "--output", str(work / "bench"), "--device", "cuda"])

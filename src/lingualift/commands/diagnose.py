@@ -17,7 +17,7 @@ def configure(parser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from lingualift.commands.eval import check_positive
+    from lingualift.commands.eval import check_device, check_positive
     from lingualift.eval.diagnose import diagnose, diagnose_markdown
     from lingualift.eval.tasks import MGSM_LANGUAGES, MMWP_LANGUAGES
     from lingualift.inference.generators import load_generator
@@ -26,6 +26,7 @@ def run(args) -> int:
     for value, flag in ((args.limit, "--limit"), (args.batch_size, "--batch-size"),
                         (args.retrieval_limit, "--retrieval-limit")):
         check_positive(value, flag)
+    check_device(args.device)
     transfer_langs, retrieval_langs = (
         None if value is None else parse_languages(value, flag, known, allow_none=True)
         for value, flag, known in ((args.langs, "--langs", MGSM_LANGUAGES),

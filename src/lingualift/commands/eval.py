@@ -85,6 +85,45 @@ def check_sampling(do_sample: bool, temperature: float, top_p: float) -> None:
         raise LinguaLiftError(f"--top-p must be in (0, 1], got {top_p}")
 
 
+def check_stop(stop: list[str] | None, flag: str = "--stop") -> tuple[str, ...] | None:
+    """Stop strings with `\\n`-style escapes decoded; an empty one would end every answer after its first token."""
+    from lingualift.errors import LinguaLiftError
+
+    if not stop:
+        return None
+    decoded = tuple(text.encode().decode("unicode_escape") for text in stop)
+    if "" in decoded:
+        raise LinguaLiftError(f"{flag}: an empty stop string ends every answer at once; give non-empty text "
+                              "(e.g. --stop '\\n\\n') or leave --stop out for the task defaults")
+    return decoded
+
+
+def check_device(device: str | None, flag: str = "--device") -> None:
+    """A device this machine has: otherwise model loading fails deep inside torch with a traceback."""
+    if device is None:
+        return
+    import torch
+
+    from lingualift.errors import LinguaLiftError
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise LinguaLiftError(f"{flag} {device}: not a device; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            build = "a CPU-only build of torch" if torch.version.cuda is None else "no visible CUDA device"
+            raise LinguaLiftError(f"{flag} {device}: CUDA is not available here ({build}); use --device cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise LinguaLiftError(f"{flag} {device}: this machine has {count} CUDA device(s), cuda:0 to "
+                                  f"cuda:{count - 1}")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise LinguaLiftError(f"{flag} {device}: Apple MPS is not available here; use --device cpu")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise LinguaLiftError(f"{flag} {device}: unsupported device type {parsed.type!r}; use cpu or cuda")
+
+
 def run(args) -> int:
     from pathlib import Path
 
@@ -103,8 +142,9 @@ def run(args) -> int:
                         (args.max_new_tokens, "--max-new-tokens"), (args.bootstrap, "--bootstrap")):
         check_positive(value, flag)
     check_sampling(args.do_sample, args.temperature, args.top_p)
+    check_device(args.device)
     plan = parse_task_langs(args.tasks, args.langs)
-    stop = tuple(s.encode().decode("unicode_escape") for s in args.stop) if args.stop else None
+    stop = check_stop(args.stop)
     settings = GenerationSettings(args.max_new_tokens, stop, args.do_sample, args.temperature, args.top_p)
     for task, langs in plan:  # fail on missing or malformed data before loading the model
         for lang in langs:
