@@ -833,3 +833,39 @@ issue26_case("eval-device-not-a-device", "--device gpu0")(
                   "--device", "gpu0"])
 issue26_case("bench-device-cuda-without-cuda", "--device cuda", patch=_no_cuda)(
     lambda work: ["bench", "--output", str(work / "bench"), "--device", "cuda"])
+
+
+class _RunsCode:
+    """Unpickling this would call print: what a crafted pytorch_model.bin does with os.system."""
+
+    def __reduce__(self):
+        return (print, ("unpickled",))
+
+
+@issue26_case("generate-pickle-weights-refused", "pickle weights")
+def _(work):
+    import torch
+
+    from lingualift.model import components
+
+    model, tokenizer = components.load_component("tiny-llama", "llm")
+    model.config.save_pretrained(work / "model")
+    tokenizer.save_pretrained(work / "model")
+    torch.save({"model.embed_tokens.weight": _RunsCode()}, work / "model" / "pytorch_model.bin")
+    return ["generate", "--model", str(work / "model"), "q?"]
+
+
+def test_a_full_disk_while_saving_safetensors_is_one_line(isolated, monkeypatch, capsys):
+    """safetensors raises its own error type (not an OSError) for a failed write; the final folder stays absent."""
+    from safetensors import SafetensorError
+
+    from lingualift.model import modeling
+
+    def disk_full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(modeling, "save_file", disk_full)
+    rc = main(["train", str(train_yaml(isolated))])
+    check_error(rc, capsys.readouterr().err, str(isolated / "lingualift-align" / "final"))
+    run = isolated / "lingualift-align"
+    assert not (run / "final").exists() and not list(run.glob(".final.*"))

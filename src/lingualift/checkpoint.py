@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -125,9 +126,27 @@ def replace_directory(target: str | os.PathLike) -> Iterator[Path]:
         os.rename(staging, target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        failed_write = _failed_write(exc, target)
+        if failed_write is not None:
+            raise failed_write from exc
         raise
+
+
+_OS_ERROR_CODE = re.compile(r"\(os error (\d+)\)|Os \{ code: (\d+)")
+
+
+def _failed_write(exc: BaseException, target: Path) -> OSError | None:
+    """safetensors reports a failed write (disk full, quota, read-only) as its own `SafetensorError`, with the OS
+    error only in the text; as an `OSError` about `target` it becomes one `error:` line like any other."""
+    if type(exc).__name__ != "SafetensorError":
+        return None
+    match = _OS_ERROR_CODE.search(str(exc))
+    if match is None:
+        return None
+    code = int(match.group(1) or match.group(2))
+    return OSError(code, os.strerror(code), str(target))
 
 
 @contextlib.contextmanager

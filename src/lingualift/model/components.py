@@ -17,6 +17,7 @@ import functools
 import importlib
 import inspect
 import logging
+import pickle
 from pathlib import Path
 from types import MappingProxyType
 from typing import Callable, Mapping
@@ -201,6 +202,10 @@ def load_component(
         kwargs["add_pooling_layer"] = False  # only hidden states are used; e5-style checkpoints have no pooler
     try:
         model = auto_class.from_pretrained(spec, **kwargs)
+    except pickle.UnpicklingError:  # torch.load(weights_only=True) met a pickle that names code, not tensors
+        raise LinguaLiftError(f"{label}: {spec!r} holds pickle weights (.bin) that are not plain tensors; refused to "
+                              "load them (unpickling could run code). Convert them to safetensors where they come "
+                              "from, if you trust that source") from None
     except (OSError, ValueError) as exc:
         raise LinguaLiftError(f"{label}: cannot load {role} weights from {spec!r}: {_first_line(exc)}") from None
     return model, tokenizer or load_tokenizer(spec, label)
