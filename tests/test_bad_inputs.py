@@ -869,3 +869,12 @@ def test_a_full_disk_while_saving_safetensors_is_one_line(isolated, monkeypatch,
     check_error(rc, capsys.readouterr().err, str(isolated / "lingualift-align" / "final"))
     run = isolated / "lingualift-align"
     assert not (run / "final").exists() and not list(run.glob(".final.*"))
+
+
+issue26_case("codeswitch-output-is-the-input", "--output")(
+    lambda work: _replace(cs(work), "--output", str(work / "in.jsonl")))
+issue26_case("codeswitch-output-is-a-lexicon", "--lexicons de")(
+    lambda work: _replace(cs(work), "--output", str(work / "en-de.tsv")))
+issue26_case("diagnose-nothing-to-measure", "nothing to measure")(
+    lambda work: ["diagnose", "--model", "tiny-llama", "--out", str(work / "diag"), "--langs", "none",
+                  "--retrieval-langs", "none"])

@@ -80,3 +80,24 @@ def test_help_lists_every_command():
     result = lingualift("--help")
     for command in ("train", "eval", "codeswitch", "lexicon", "pipeline", "bench", "assets", "diagnose"):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize("leave", [True, False])
+def test_the_error_line_never_shares_the_progress_bar_s_line(monkeypatch, capsys, leave):
+    """A bar left open by the failure is ended first: the error starts a line of its own (`grep '^error:'`)."""
+    from tqdm.auto import tqdm
+
+    from lingualift import cli
+    from lingualift.commands import score
+    from lingualift.errors import LinguaLiftError
+
+    def fails_mid_bar(args):
+        bar = tqdm(total=10, desc="generate", leave=leave, mininterval=0, file=sys.stderr)
+        bar.update(3)
+        raise LinguaLiftError("data/file.jsonl:4: something is wrong")
+
+    monkeypatch.setattr(score, "run", fails_mid_bar)
+    assert cli.main(["score", "anything.jsonl"]) == 2
+    err = capsys.readouterr().err
+    assert "\nerror: data/file.jsonl:4: something is wrong\n" in err
+    assert "generate" in err.split("\nerror:")[0]  # the bar's last state stays visible above the error

@@ -79,16 +79,30 @@ def main(argv: list[str] | None = None) -> int:
         command = importlib.import_module(f"lingualift.commands.{args.command}")
         return int(command.run(args) or 0)
     except LinguaLiftError as exc:
+        close_progress_bars()
         print(f"error: {exc}", file=sys.stderr)
         return LinguaLiftError.exit_code
     except OSError as exc:
         if exc.filename is None:  # not about a path the user gave us: a bug, keep the traceback
             raise
+        close_progress_bars()
         print(f"error: {os_error_message(exc)}", file=sys.stderr)
         return LinguaLiftError.exit_code
     except KeyboardInterrupt:
+        close_progress_bars()
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def close_progress_bars() -> None:
+    """End every open tqdm bar's line, so that the message printed next starts a line of its own (a filter for
+    lines starting with `error:` finds it)."""
+    tqdm_module = sys.modules.get("tqdm.std")
+    if tqdm_module is None:
+        return
+    for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+        bar.leave = True  # keep where it stopped, then a newline (a cleared bar would leave the line open)
+        bar.close()
 
 
 if __name__ == "__main__":

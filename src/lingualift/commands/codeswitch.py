@@ -37,6 +37,8 @@ def run(args) -> int:
         seed=args.seed,
     )
     settings.validate("lingualift codeswitch")
+    _check_output_is_new(args.output, {"--input": args.input, **{f"--lexicons {lang}": spec
+                                                                 for lang, spec in settings.lexicons.items()}})
     switcher = CodeSwitcher.from_settings(settings, args.data_dir)
     with open(require_file(args.input, "input JSONL"), "rb") as handle:
         total = sum(1 for line in handle if line.strip())
@@ -54,3 +56,18 @@ def run(args) -> int:
     logger.info("wrote %d code-switched examples to %s", count, args.output)
     print(switcher.stats.table(settings.ratio))
     return 0
+
+
+def _check_output_is_new(output: str, inputs: dict[str, str]) -> None:
+    """The output must not be a file we read: the atomic write would replace the input with its own rewrite."""
+    import os
+    from pathlib import Path
+
+    from lingualift.errors import LinguaLiftError
+
+    if not Path(output).is_file():
+        return
+    for flag, source in inputs.items():
+        if Path(source).is_file() and os.path.samefile(output, source):
+            raise LinguaLiftError(f"--output {output}: is the file given as {flag}; writing there would replace it "
+                                  "with its code-switched copy; choose another output file")

@@ -18,6 +18,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from lingualift.commands.eval import check_device, check_positive
+    from lingualift.errors import LinguaLiftError
     from lingualift.eval.diagnose import diagnose, diagnose_markdown
     from lingualift.eval.tasks import MGSM_LANGUAGES, MMWP_LANGUAGES
     from lingualift.inference.generators import load_generator
@@ -31,6 +32,9 @@ def run(args) -> int:
         None if value is None else parse_languages(value, flag, known, allow_none=True)
         for value, flag, known in ((args.langs, "--langs", MGSM_LANGUAGES),
                                    (args.retrieval_langs, "--retrieval-langs", MMWP_LANGUAGES)))
+    if transfer_langs == [] and retrieval_langs == []:
+        raise LinguaLiftError("--langs none and --retrieval-langs none leave nothing to measure; give languages to "
+                              "at least one of them")
     generator = load_generator(args.model, prompt_template=args.prompt_template, device=args.device, dtype=args.dtype)
     out_dir = Path(args.out or Path("runs") / "diagnose" / generator.name)
     report = diagnose(generator, out_dir, data_dir=args.data_dir, transfer_langs=transfer_langs,
