@@ -458,3 +458,35 @@ def test_overwriting_the_base_of_a_lora_adapter_changes_its_fingerprint(tmp_path
     save_preset("tiny-llama", "llm", base, seed=2)
     after = checkpoint.path_fingerprint(tmp_path / "adapter")
     assert after["content"] == before["content"] and after["refers_to"] != before["refers_to"]
+
+
+def _poison(step: Path) -> None:
+    """Write NaN into a step checkpoint's trained tensors (a run that diverged before the guard existed)."""
+    from safetensors.torch import save_file
+
+    tensors = load_file(step / "trainable.safetensors")
+    save_file({name: torch.full_like(tensor, float("nan")) for name, tensor in tensors.items()},
+              step / "trainable.safetensors")
+
+
+def test_resume_refuses_non_finite_weights_and_names_the_last_finite_checkpoint(tmp_path):
+    out = _train(tmp_path)
+    _poison(out / "checkpoints" / "step-2")
+    config = tiny_config(tmp_path, training={"max_steps": 3, "save_every": 1, "save_total_limit": 5,
+                                             "resume_from_checkpoint": "latest"})
+    with pytest.raises(LinguaLiftError, match=r"step-2/trainable.safetensors: .* NaN or inf .* resume from .*step-1$"):
+        Trainer(config_from_dict(config)).train()
+
+
+def test_a_diverged_run_never_calls_a_nan_checkpoint_the_last_finite_one(tmp_path, capsys):
+    out = _train(tmp_path)
+    for step in ("step-1", "step-2"):
+        _poison(out / "checkpoints" / step)
+    config = tiny_config(tmp_path, training={"max_steps": 6, "save_total_limit": 10, "learning_rate": 1e38,
+                                             "max_grad_norm": 0.0})
+    path = tmp_path / "nan.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "training diverged at step" in err and "the last finite checkpoint is" not in err
+    assert "there is no finite step checkpoint" in err

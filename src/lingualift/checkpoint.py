@@ -428,6 +428,25 @@ def load_trainable(path: Path) -> dict:
                               "to resume from an earlier one") from None
 
 
+def first_non_finite(tensors: dict) -> str | None:
+    """The name of the first tensor holding NaN or inf (None if all are finite)."""
+    import torch
+
+    return next((name for name, tensor in tensors.items()
+                 if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())), None)
+
+
+def last_finite_step_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    """The newest step checkpoint whose trained tensors are readable and finite (what a diverged run can resume)."""
+    for path in reversed(step_checkpoints(output_dir)):
+        try:
+            if first_non_finite(load_trainable(path)) is None:
+                return path
+        except LinguaLiftError:
+            continue  # unreadable: not one to resume from either
+    return None
+
+
 def load_training_state(path: Path) -> dict:
     """A step checkpoint's optimizer / scheduler / RNG state, unpickled with `weights_only=True`.
 

@@ -258,6 +258,12 @@ class Trainer:
         else:
             parameters = dict(self.unwrapped.named_parameters())
             trainable = checkpoint.load_trainable(path)
+            broken = checkpoint.first_non_finite(trainable)
+            if broken is not None:
+                earlier = checkpoint.last_finite_step_checkpoint(path.parent.parent)  # OUTPUT_DIR/checkpoints/step-N
+                raise LinguaLiftError(f"{path / checkpoint.TRAINABLE_FILE}: {broken} holds NaN or inf values (the run "
+                                      "had diverged); delete this checkpoint and resume from "
+                                      + (f"{earlier}" if earlier else "the start, with a lower learning rate"))
             unknown = sorted(set(trainable) - set(_trainable_names(self.unwrapped)))
             if unknown:
                 raise LinguaLiftError(f"{path / checkpoint.TRAINABLE_FILE}: holds tensors this run does not train "
@@ -389,8 +395,8 @@ class Trainer:
         norm = math.sqrt(squares) if math.isfinite(squares) else math.inf
         if step is not None and (bad_loss or not math.isfinite(squares)):
             what = f"the loss is {loss}" if bad_loss else "the trained weights are no longer finite"
-            latest = checkpoint.latest_step_checkpoint(self.output_dir)
-            kept = f"the last finite checkpoint is {latest}" if latest else "no step checkpoint was written yet"
+            latest = checkpoint.last_finite_step_checkpoint(self.output_dir)
+            kept = f"the last finite checkpoint is {latest}" if latest else "there is no finite step checkpoint"
             raise LinguaLiftError(
                 f"{self.config.source}: training diverged at step {step}: {what} (learning rate "
                 f"{self.scheduler.get_last_lr()[0]:g}); nothing was saved for it and {kept}; lower "
