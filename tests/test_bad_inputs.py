@@ -878,3 +878,10 @@ issue26_case("codeswitch-output-is-a-lexicon", "--lexicons de")(
 issue26_case("diagnose-nothing-to-measure", "nothing to measure")(
     lambda work: ["diagnose", "--model", "tiny-llama", "--out", str(work / "diag"), "--langs", "none",
                   "--retrieval-langs", "none"])
+
+
+issue26_case("train-unknown-alignment", "config.yaml: model.alignment")(train_set("model.alignment=bogus"))
+issue26_case("train-unknown-alignment-option", "config.yaml: model.alignment_kwargs.bogus")(
+    train_set("model.alignment_kwargs={bogus: 1}"))
+issue26_case("pipeline-unknown-alignment-in-stage1", "stage1: model.alignment")(
+    lambda work: pipe(work, "--set", "stage1.model.alignment=bogus"))

@@ -490,3 +490,18 @@ def test_a_diverged_run_never_calls_a_nan_checkpoint_the_last_finite_one(tmp_pat
     err = capsys.readouterr().err
     assert "training diverged at step" in err and "the last finite checkpoint is" not in err
     assert "there is no finite step checkpoint" in err
+
+
+def test_a_loader_recovers_a_final_folder_caught_between_its_two_renames(tmp_path, capsys):
+    """The writer was killed after renaming the old `final` aside and before renaming the new one in."""
+    import subprocess
+    import sys
+
+    final = tmp_path / "run" / "final"
+    tiny_model().save_pretrained(final)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    os.rename(final, final.with_name(f".final.old-{dead.pid}-abc123"))
+    assert main(["generate", "--model", str(final), "--max-new-tokens", "2", "q?"]) == 0
+    assert checkpoint.is_lingualift_checkpoint(final) and not list(final.parent.glob(".final.*"))
+    assert capsys.readouterr().out.startswith("### q?")

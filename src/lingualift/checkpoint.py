@@ -512,8 +512,11 @@ def resolve_model_spec(spec):
     """What a loader opens: the hub id of a LinguaLIFT checkpoint becomes its local snapshot folder.
 
     Any other spec (local path, preset, hub id of a plain HF model, which transformers fetches itself) is
-    returned as given; only the hub config.json is read to tell them apart.
+    returned as given; only the hub config.json is read to tell them apart. A local folder that a killed writer
+    left renamed aside (`recover`) is restored first.
     """
+    if isinstance(spec, (str, os.PathLike)) and not Path(spec).exists():
+        recover(spec)  # a folder caught between the two renames of a killed `replace_directory` comes back
     if not is_hub_id(spec):
         return spec
     from huggingface_hub import constants, hf_hub_download

@@ -143,9 +143,30 @@ def _validate(config: TrainConfig) -> None:
         from lingualift.data.codeswitch import CodeSwitchSettings
 
         CodeSwitchSettings.from_dict(config.data.codeswitch, f"{source}: data.codeswitch")
+    if config.method != "sft" and not config.model.init_from:
+        _check_alignment(config.model.alignment, config.model.alignment_kwargs, source)
     if config.model.warm_start is not None and (config.model.init_from or config.method == "sft"):
         raise LinguaLiftError(f"{source}: model.warm_start: only for a freshly built alignment layer "
                               "(not with model.init_from, not for method sft)")
+
+
+def _check_alignment(name: str, kwargs: dict, source: str) -> None:
+    """The alignment layer exists and takes these options (otherwise the model build fails without naming them)."""
+    import inspect
+
+    from lingualift.model.alignment import ALIGNMENT_LAYERS
+
+    if name not in ALIGNMENT_LAYERS:
+        raise LinguaLiftError(f"{source}: model.alignment: unknown alignment layer {name!r}; choose from "
+                              f"{', '.join(sorted(ALIGNMENT_LAYERS))}")
+    parameters = inspect.signature(ALIGNMENT_LAYERS[name]).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    options = [p for p in parameters if p not in ("self", "encoder_dim", "llm_dim")]
+    unknown = sorted(set(kwargs) - set(options))
+    if unknown:
+        raise LinguaLiftError(f"{source}: model.alignment_kwargs.{unknown[0]}: not an option of the {name} alignment "
+                              f"layer (options: {', '.join(options)})")
 
 
 def check_files(config: TrainConfig) -> None:
