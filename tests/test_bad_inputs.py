@@ -885,3 +885,17 @@ issue26_case("train-unknown-alignment-option", "config.yaml: model.alignment_kwa
     train_set("model.alignment_kwargs={bogus: 1}"))
 issue26_case("pipeline-unknown-alignment-in-stage1", "stage1: model.alignment")(
     lambda work: pipe(work, "--set", "stage1.model.alignment=bogus"))
+
+
+@issue26_case("eval-out-is-a-folder-of-user-data", "run: holds files that are not an evaluation run")
+def _(work):
+    (work / "run").mkdir()
+    (work / "run" / "notes.txt").write_text("my notes")
+    return [*EVAL, "--data-dir", str(mgsm_data(work)), "--langs", "de", "--limit", "1", "--out", str(work / "run")]
+
+
+@issue26_case("train-output-dir-is-a-folder-of-user-data", "training.output_dir")
+def _(work):
+    (work / "mine").mkdir()
+    (work / "mine" / "thesis.tex").write_text("chapter 1")
+    return ["train", str(train_yaml(work, training={"output_dir": str(work / "mine")}))]

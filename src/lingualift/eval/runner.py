@@ -95,6 +95,12 @@ def claim_run_dir(out_dir: Path, identity: dict):
     A second process evaluating into the same folder (same model or not) fails at once instead of mixing
     or duplicating records. If the folder was made here and nothing was predicted, it is removed again.
     """
+    if out_dir.is_dir() and not (out_dir / "run.json").exists():
+        foreign = sorted(entry.name for entry in out_dir.iterdir() if not entry.name.startswith("."))
+        if foreign:
+            raise LinguaLiftError(f"{out_dir}: holds files that are not an evaluation run's (no run.json; "
+                                  f"{', '.join(foreign[:3])}{' …' if len(foreign) > 3 else ''}); choose a new or "
+                                  "empty folder, or drop --out (the default folder is unique per model and settings)")
     first_new = next((p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()), None)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lingualift.checkpoint import CHECKPOINTS_DIR, FINAL_DIR, LOG_FILE, TRAIN_CONFIG_FILE
 from lingualift.errors import LinguaLiftError
 from lingualift.paths import find_data_dir, resolve_config
 from lingualift.schema import from_dict, option, read_yaml, to_dict
@@ -169,6 +170,24 @@ def _check_alignment(name: str, kwargs: dict, source: str) -> None:
                               f"layer (options: {', '.join(options)})")
 
 
+# What a training run writes into training.output_dir (hidden names are staging folders, temporary files and the
+# pipeline's ownership marker).
+RUN_ENTRIES = {TRAIN_CONFIG_FILE, LOG_FILE, FINAL_DIR, CHECKPOINTS_DIR, "tensorboard"}
+
+
+def _check_output_dir(output_dir: Path, source: str) -> None:
+    """An existing output folder must be a training run's (or empty): the run would write its files among the
+    user's own and a later `rm -r` of the run would take those along."""
+    if not output_dir.is_dir() or (output_dir / TRAIN_CONFIG_FILE).is_file():
+        return
+    foreign = sorted(entry.name for entry in output_dir.iterdir()
+                     if not entry.name.startswith(".") and entry.name not in RUN_ENTRIES)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise LinguaLiftError(f"{source}: training.output_dir: {output_dir} already holds files that are not a "
+                              f"training run's ({shown}); choose a new or empty folder")
+
+
 def check_files(config: TrainConfig) -> None:
     """The files and folders the config names exist (kept apart from the schema, see `config_from_dict`)."""
     source = config.source
@@ -177,6 +196,7 @@ def check_files(config: TrainConfig) -> None:
     if config.model.init_from and not Path(config.model.init_from).is_dir():
         raise LinguaLiftError(f"{source}: model.init_from: checkpoint directory not found: {config.model.init_from} "
                               "(train the previous stage first)")
+    _check_output_dir(Path(config.training.output_dir), source)
     if config.training.resume_from_checkpoint not in (None, "latest") \
             and not Path(config.training.resume_from_checkpoint).is_dir():
         raise LinguaLiftError(f"{source}: training.resume_from_checkpoint: {config.training.resume_from_checkpoint} "
