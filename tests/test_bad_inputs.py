@@ -899,3 +899,17 @@ def _(work):
     (work / "mine").mkdir()
     (work / "mine" / "thesis.tex").write_text("chapter 1")
     return ["train", str(train_yaml(work, training={"output_dir": str(work / "mine")}))]
+
+
+def folder_of_user_data(work: Path) -> Path:
+    (work / "mine").mkdir()
+    (work / "mine" / "notes.txt").write_text("my notes")
+    return work / "mine"
+
+
+issue26_case("diagnose-out-is-a-folder-of-user-data", "--out")(
+    lambda work: ["diagnose", "--model", "tiny-llama", "--out", str(folder_of_user_data(work))])
+issue26_case("lexicon-induce-out-is-a-folder-of-user-data", "--out")(
+    lambda work: ["lexicon", "induce", "--langs", "de", "--out", str(folder_of_user_data(work))])
+issue26_case("bench-output-is-a-folder-of-user-data", "--output")(
+    lambda work: ["bench", "--output", str(folder_of_user_data(work)), "--device", "cpu"])

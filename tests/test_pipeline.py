@@ -214,3 +214,31 @@ def test_pipeline_on_default_models(tmp_path, shared_data, capsys):
         args += ["--set", override]
     assert main(args) == 0
     assert (out / "report.md").is_file() and (out / "report.png").is_file()
+
+
+def test_an_llm_folder_changed_in_place_retrains_stage1(tmp_path, data_dir, capsys):
+    """The stage-1 fingerprint covers the content of the models it starts from, not only their names."""
+    from helpers import sharpen
+
+    from lingualift.model import components
+
+    def save_llm(seed: int) -> Path:
+        model, tokenizer = components.load_component("tiny-llama", "llm")
+        sharpen(model, seed=seed)
+        model.save_pretrained(tmp_path / "llm")
+        tokenizer.save_pretrained(tmp_path / "llm")
+        return tmp_path / "llm"
+
+    out = tmp_path / "out"
+    llm = save_llm(seed=1)
+    assert _run(out, data_dir, "--until", "stage1", "--set", f"models.llm={llm}") == 0
+    capsys.readouterr()
+
+    def stage1_plan() -> str:
+        assert _run(out, data_dir, "--dry-run", "--until", "stage1", "--set", f"models.llm={llm}") == 0
+        line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("#   stage1"))
+        return " ".join(line.split()[2:])
+
+    assert stage1_plan() == "up to date"
+    save_llm(seed=2)  # same folder, same file sizes, other weights
+    assert stage1_plan() == "config changed"

@@ -7,6 +7,7 @@ file behind; readers report the exact file and line of a malformed record.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import json
 import os
@@ -61,6 +62,20 @@ def require_file(path: str | os.PathLike, what: str = "file") -> Path:
     if not path.is_file():
         raise LinguaLiftError(f"{what} not found: {path} (check the path)")
     return path
+
+
+def check_output_dir(path: str | os.PathLike, produces: Iterable[str], flag: str) -> None:
+    """An output folder must be new, empty or hold only what this command writes (`produces`: glob patterns);
+    otherwise the command would write its files among the user's own, replacing any of the same name."""
+    path = Path(path)
+    if not path.is_dir():
+        return  # new (or a file in the way, which creating the folder reports)
+    foreign = sorted(entry.name for entry in path.iterdir() if not entry.name.startswith(".")
+                     and not any(fnmatch.fnmatch(entry.name, pattern) for pattern in produces))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise LinguaLiftError(f"{flag} {path}: holds files this command does not write ({shown}); choose a new or "
+                              "empty folder")
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:

@@ -48,7 +48,10 @@ def settings_from_args(args):
 def run(args) -> int:
     from lingualift.tools.bench import markdown, run_bench
 
+    from lingualift.io import check_output_dir
+
     settings = settings_from_args(args)
+    check_output_dir(args.output, ("bench.json", "bench.md"), "--output")
     report = run_bench(settings, args.output, train=args.train, evaluate=args.evaluate)
     print(markdown(report))
     print(f"wrote {args.output}/bench.json and {args.output}/bench.md")

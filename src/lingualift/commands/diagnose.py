@@ -22,6 +22,7 @@ def run(args) -> int:
     from lingualift.eval.diagnose import diagnose, diagnose_markdown
     from lingualift.eval.tasks import MGSM_LANGUAGES, MMWP_LANGUAGES
     from lingualift.inference.generators import load_generator
+    from lingualift.io import check_output_dir
     from lingualift.schema import parse_languages
 
     for value, flag in ((args.limit, "--limit"), (args.batch_size, "--batch-size"),
@@ -35,6 +36,8 @@ def run(args) -> int:
     if transfer_langs == [] and retrieval_langs == []:
         raise LinguaLiftError("--langs none and --retrieval-langs none leave nothing to measure; give languages to "
                               "at least one of them")
+    if args.out:
+        check_output_dir(args.out, ("diagnose.*",), "--out")
     generator = load_generator(args.model, prompt_template=args.prompt_template, device=args.device, dtype=args.dtype)
     out_dir = Path(args.out or Path("runs") / "diagnose" / generator.name)
     report = diagnose(generator, out_dir, data_dir=args.data_dir, transfer_langs=transfer_langs,

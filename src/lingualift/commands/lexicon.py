@@ -70,12 +70,13 @@ def _induce(args) -> int:
     from lingualift.data import lexicon as lx
     from lingualift.data.codeswitch import parse_mapping
     from lingualift.errors import LinguaLiftError
-    from lingualift.io import write_json
+    from lingualift.io import check_output_dir, write_json
     from lingualift.schema import parse_languages
 
     if args.words < 1:
         raise LinguaLiftError(f"--words must be positive, got {args.words}")
     langs = parse_languages(args.langs, "--langs", allow_all=False)
+    check_output_dir(args.out, ("en-*.tsv", "report.json"), "--out")
     corpora = parse_mapping(args.corpus, "--corpus") if args.corpus else {}
     source = lx.VectorSource(args.vectors, prefix=args.prefix, layer=args.layer, batch_size=args.batch_size)
     references = {}

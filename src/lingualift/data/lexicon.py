@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
+import json
 import logging
 import re
 import unicodedata
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lingualift.checkpoint import path_fingerprint
 from lingualift.errors import LinguaLiftError
 from lingualift.io import atomic_write, iter_text_lines, require_file
 from lingualift.paths import cache_dir, find_data_dir
@@ -697,8 +699,9 @@ class VectorSource:
         return [words[i] for i in keep], vectors[keep]
 
     def vectors(self, words: Sequence[str]) -> np.ndarray:
+        model = json.dumps(path_fingerprint(self.target), sort_keys=True)  # the encoder's content, not its name
         key = hashlib.sha256(
-            "\n".join([self.target, repr(self.layer), self.prefix, *words]).encode("utf-8")
+            "\n".join([self.target, model, repr(self.layer), self.prefix, *words]).encode("utf-8")
         ).hexdigest()[:24]
         path = cache_dir("word-vectors") / f"{key}.npy"
         if path.is_file():

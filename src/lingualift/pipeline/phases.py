@@ -34,7 +34,7 @@ from typing import Callable
 import yaml
 
 from lingualift import __version__
-from lingualift.checkpoint import ASSET_MARKER, exclusive_lock
+from lingualift.checkpoint import ASSET_MARKER, exclusive_lock, path_fingerprint
 from lingualift.errors import LinguaLiftError
 from lingualift.io import atomic_write, iter_jsonl, write_json, write_jsonl
 from lingualift.paths import locate_data_dir
@@ -213,7 +213,8 @@ class Pipeline:
                   lambda: [layout.stage_data("stage1"), layout.stage_data("stage2")], depends=("lexicons",),
                   folder=layout.data),
             Phase("stage1", "language alignment (alignment layer only, code-switched prompts)",
-                  lambda: {"config": c.stage1, "models": to_dict(c.models)}, lambda: self._run_stage("stage1"),
+                  lambda: {"config": c.stage1, "models": to_dict(c.models), "content": self._model_content()},
+                  lambda: self._run_stage("stage1"),
                   lambda: [layout.final("stage1")], depends=("assets", "data"), folder=layout.run_dir("stage1"),
                   resumable=True),
             Phase("stage2", "task transfer (LLM, English instructions)",
@@ -224,13 +225,20 @@ class Pipeline:
                   lambda: {"evaluation": to_dict(c.evaluation), "files": self._eval_inputs()}, self._run_evaluate,
                   lambda: [layout.eval / "results.json"], depends=("stage2",), folder=layout.eval, resumable=True),
             Phase("diagnose", "teacher-forced transfer diagnostic (gain and transfer ratio per language)",
-                  lambda: {"diagnose": to_dict(c.diagnose), "files": self._diag_inputs()}, self._run_diagnose,
+                  lambda: {"diagnose": to_dict(c.diagnose), "files": self._diag_inputs(),
+                           "reference_llm": path_fingerprint(c.models.llm)}, self._run_diagnose,
                   lambda: [layout.diagnose / "diagnose.json"], depends=("stage2", "assets"), folder=layout.diagnose),
             Phase("report", "report.md, report.png and training.png",
                   lambda: {"version": __version__}, self._run_report,
                   lambda: [self.out / "report.md", self.out / "report.png"],
                   depends=("assets", "lexicons", "data", "stage1", "stage2", "evaluate", "diagnose")),
         ]
+
+    def _model_content(self) -> dict:
+        """The content of the encoder and LLM stage 1 starts from (a local folder changed in place retrains)."""
+        stage_models = self.config.stage1.get("model", {})
+        return {role: path_fingerprint(stage_models.get(role) or getattr(self.config.models, role))
+                for role in ("encoder", "llm")}
 
     def _train_inputs(self, examples: int | None) -> dict:
         return {"file": file_hash(self.data_path(self.config.data.train)), "examples": examples}
