@@ -366,7 +366,8 @@ def parse_languages(value, where: str, known: typing.Sequence[str] | None = None
     """The one reader of a language list, in configs and flags alike.
 
     `all` (every `known` language), `none` (when allowed: an empty list), a comma-separated string or a list;
-    codes are stripped, and checked against `known` when given.
+    codes are stripped, repeats dropped (a language named twice would be evaluated and counted twice), and checked
+    against `known` when given.
     """
     if value == "all" and allow_all and known is not None:
         return list(known)
@@ -376,7 +377,7 @@ def parse_languages(value, where: str, known: typing.Sequence[str] | None = None
     if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
         options = "'all', " * (allow_all and known is not None) + "'none', " * allow_none
         raise LinguaLiftError(f"{where}: expected {options}a comma-separated list of language codes, got {value!r}")
-    items = [item.strip() for item in items if item.strip()]
+    items = list(dict.fromkeys(item.strip() for item in items if item.strip()))  # `de,de` is one language
     if not items and not allow_none:
         raise LinguaLiftError(f"{where}: give at least one language code, e.g. de,ru")
     unknown = [item for item in items if known is not None and item not in known]
