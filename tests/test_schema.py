@@ -93,3 +93,10 @@ def test_a_language_or_task_named_twice_counts_once():
 
     assert parse_languages("de, fr,de", "--langs", ["de", "fr"]) == ["de", "fr"]
     assert [(task.name, langs) for task, langs in parse_task_langs("mgsm,mgsm", "de,de")] == [("mgsm", ["de"])]
+
+
+def test_a_yaml_text_beyond_the_limit_is_refused_before_parsing():
+    from lingualift.schema import YAML_TEXT_LIMIT, load_yaml
+
+    with pytest.raises(LinguaLiftError, match="big.yaml: .* characters of YAML"):
+        load_yaml("a: " + "x" * YAML_TEXT_LIMIT, "big.yaml")

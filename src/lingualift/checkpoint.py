@@ -233,11 +233,9 @@ class _Sha256Cache:
 
 
 def _sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with open(file, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from lingualift.io import file_sha256
+
+    return file_sha256(file)
 
 
 def _read_json_dict(file: Path) -> dict:

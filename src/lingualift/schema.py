@@ -290,15 +290,19 @@ def apply_override(raw: dict, override: str, source: str) -> None:
 
 
 YAML_VALUE_BUDGET = 100_000  # values (scalars, lists, mappings) a config may expand to once aliases are followed
+YAML_TEXT_LIMIT = 1 << 20  # characters of YAML parsed at all: configs are a few KB; parsing is not free
 
 
 def load_yaml(text: str, where: str):
     """Parse YAML safely and boundedly: `where` (a file or flag) and the line name any problem.
 
-    Aliases are allowed, but the document they expand to must stay within `YAML_VALUE_BUDGET` values and may
-    not contain itself; the count is taken on the parsed node graph, before anything is built, so a 1 KB file of
+    The text may be at most `YAML_TEXT_LIMIT` characters. Aliases are allowed, but the document they expand to must
+    stay within `YAML_VALUE_BUDGET` values and may not contain itself; the count is taken on the parsed node graph, before anything is built, so a 1 KB file of
     nested aliases is refused in milliseconds instead of growing to gigabytes in whatever walks it later.
     """
+    if len(text) > YAML_TEXT_LIMIT:
+        raise LinguaLiftError(f"{where}: {len(text):,} characters of YAML; a lingualift config is a few KB (the "
+                              f"limit is {YAML_TEXT_LIMIT:,}); check that this is the file you meant")
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
