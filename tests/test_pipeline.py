@@ -239,6 +239,6 @@ def test_an_llm_folder_changed_in_place_retrains_stage1(tmp_path, data_dir, caps
         line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("#   stage1"))
         return " ".join(line.split()[2:])
 
-    assert stage1_plan() == "up to date"
+    assert stage1_plan() == "reuse up to date"
     save_llm(seed=2)  # same folder, same file sizes, other weights
-    assert stage1_plan() == "config changed"
+    assert stage1_plan() == "run config changed"
