@@ -913,3 +913,14 @@ issue26_case("lexicon-induce-out-is-a-folder-of-user-data", "--out")(
     lambda work: ["lexicon", "induce", "--langs", "de", "--out", str(folder_of_user_data(work))])
 issue26_case("bench-output-is-a-folder-of-user-data", "--output")(
     lambda work: ["bench", "--output", str(folder_of_user_data(work)), "--device", "cpu"])
+
+
+@issue26_case("generate-damaged-lora-adapter-config", "llm_adapter: unreadable LoRA adapter")
+def _(work):
+    from peft import LoraConfig, get_peft_model
+
+    model = tiny_model()
+    model.llm = get_peft_model(model.llm, LoraConfig(r=2, target_modules=["q_proj"]))
+    model.save_pretrained(work / "lora", include_frozen=False)
+    (work / "lora" / "llm_adapter" / "adapter_config.json").write_text("{oops", encoding="utf-8")
+    return ["generate", "--model", str(work / "lora"), "q?"]

@@ -505,3 +505,14 @@ def test_a_loader_recovers_a_final_folder_caught_between_its_two_renames(tmp_pat
     assert main(["generate", "--model", str(final), "--max-new-tokens", "2", "q?"]) == 0
     assert checkpoint.is_lingualift_checkpoint(final) and not list(final.parent.glob(".final.*"))
     assert capsys.readouterr().out.startswith("### q?")
+
+
+def test_resume_drops_a_loss_log_line_a_kill_cut_short(tmp_path):
+    out = _train(tmp_path)
+    with open(out / "train_log.jsonl", "a", encoding="utf-8") as handle:
+        handle.write('{"step": 3, "lo')  # killed while appending
+    config = tiny_config(tmp_path, training={"max_steps": 3, "save_every": 1, "save_total_limit": 5,
+                                             "resume_from_checkpoint": "latest"})
+    Trainer(config_from_dict(config)).train()
+    steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]

@@ -22,7 +22,7 @@ def run(args) -> int:
     from lingualift.tools.hub import check_push, model_card, push_checkpoint
 
     if args.dry_run:  # the same checks as the upload, then the card it would carry
-        print(model_card(check_push(args.checkpoint, args.repo_id), args.results, repo_id=args.repo_id,
+        print(model_card(check_push(args.checkpoint, args.repo_id, args.results), args.results, repo_id=args.repo_id,
                          license=args.license))
         return 0
     url = push_checkpoint(args.checkpoint, args.repo_id, private=args.private, commit_message=args.commit_message,

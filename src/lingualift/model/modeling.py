@@ -384,7 +384,12 @@ class LinguaLiftModel(PreTrainedModel):
         if (path / ADAPTER_DIR).is_dir():
             from peft import PeftModel
 
-            llm = PeftModel.from_pretrained(llm, path / ADAPTER_DIR, is_trainable=False)
+            try:
+                llm = PeftModel.from_pretrained(llm, path / ADAPTER_DIR, is_trainable=False)
+            except (OSError, ValueError) as exc:  # a damaged adapter_config.json or adapter weights
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise LinguaLiftError(f"{path / ADAPTER_DIR}: unreadable LoRA adapter ({reason[:160]}); the checkpoint "
+                                      "is damaged, train or copy it again") from None
             if merge_lora:
                 llm = llm.merge_and_unload()
         model = cls(config, encoder=encoder, llm=llm)

@@ -300,9 +300,10 @@ def check_shareable(path: str | os.PathLike) -> Path:
     return path
 
 
-def check_push(path: str | os.PathLike, repo_id: str) -> Path:
+def check_push(path: str | os.PathLike, repo_id: str, results: str | os.PathLike | None = None) -> Path:
     """Every check `push_checkpoint` makes before it uploads (`push --dry-run` runs exactly these): the checkpoint
-    (`check_shareable`), the repository id, and that uploads are possible (HF_HUB_OFFLINE unset)."""
+    (`check_shareable`), the repository id, the results file, and that uploads are possible (HF_HUB_OFFLINE
+    unset)."""
     from huggingface_hub import constants
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
@@ -312,6 +313,8 @@ def check_push(path: str | os.PathLike, repo_id: str) -> Path:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
         raise LinguaLiftError(f"{repo_id}: not a hub repo id ({str(exc).splitlines()[0]}); use OWNER/NAME") from None
+    if results is not None:
+        read_eval_results(results)
     if constants.is_offline_mode():
         raise LinguaLiftError(f"{repo_id}: HF_HUB_OFFLINE is set, so nothing can be uploaded; unset it to push")
     return path
@@ -335,7 +338,7 @@ def push_checkpoint(path: str | os.PathLike, repo_id: str, *, private: bool = Fa
     plus README.md (a killed push leaves only a staging folder that `recover` deletes)."""
     from huggingface_hub import HfApi
 
-    path = check_push(path, repo_id)
+    path = check_push(path, repo_id, results)
     card = model_card(path, results, repo_id=repo_id, license=license)
     try:
         staging = make_temp_dir(path.parent, f".{path.name}.{STAGING}-{os.getpid()}-")
