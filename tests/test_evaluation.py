@@ -207,3 +207,14 @@ def test_real_tiny_model_batching_and_cli(tmp_path, data_dir, capsys):
     assert code == 0
     assert {p.name for p in out.iterdir()} >= {"results.json", "results.md", "results.png", "run.json", "predictions"}
     assert "| mmwp |" in capsys.readouterr().out
+
+
+def test_resume_refuses_records_made_for_a_question_the_data_no_longer_holds(tmp_path, data_dir):
+    """Same id, same gold, another question: the saved answer is stale, not reusable."""
+    run(FakeGenerator(), tmp_path / "r", data_dir)
+    mgsm = data_dir / "mgsm" / "mgsm_en.tsv"
+    lines = mgsm.read_text(encoding="utf-8").splitlines(keepends=True)
+    question, gold = lines[0].split("\t")
+    mgsm.write_text("".join([f"{question} Think twice.\t{gold}", *lines[1:]]), encoding="utf-8")
+    with pytest.raises(LinguaLiftError, match="another question than the data now holds"):
+        run(FakeGenerator(), tmp_path / "r", data_dir)

@@ -87,12 +87,10 @@ def test_yaml_aliases_are_allowed_within_a_budget():
         load_yaml("[" * 100_000 + "]" * 100_000, "c.yaml")
 
 
-def test_a_language_or_task_named_twice_counts_once():
-    from lingualift.eval.tasks import parse_task_langs
+def test_a_language_named_twice_counts_once():
     from lingualift.schema import parse_languages
 
     assert parse_languages("de, fr,de", "--langs", ["de", "fr"]) == ["de", "fr"]
-    assert [(task.name, langs) for task, langs in parse_task_langs("mgsm,mgsm", "de,de")] == [("mgsm", ["de"])]
 
 
 def test_a_yaml_text_beyond_the_limit_is_refused_before_parsing():

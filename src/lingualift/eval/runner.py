@@ -199,6 +199,11 @@ def generate_predictions(
                     f"{path}: record {example.id!r} has gold {record.get('gold')!r} but the data says "
                     f"{example.gold!r}; the data changed - delete the file to recompute"
                 )
+            elif "prompt" in record and record["prompt"] != generator.rendered_prompt(example.question):
+                raise LinguaLiftError(
+                    f"{path}: record {example.id!r} was generated for another question than the data now holds; "
+                    "the data changed - delete the file to recompute"
+                )
     bar = tqdm(total=sum(map(len, groups.values())), desc="generate", unit="ex", disable=not progress or not groups)
     for key, pending in groups.items():
         options = json.loads(key)

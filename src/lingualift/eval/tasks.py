@@ -278,7 +278,7 @@ def parse_task_langs(tasks: str | list[str], langs: str | list[str] | None) -> l
     names = tasks.split(",") if isinstance(tasks, str) else list(tasks)
     wanted = parse_languages(langs, "--langs", allow_all=False) if langs else None
     plan = []
-    for name in dict.fromkeys(n.strip() for n in names if n.strip()):  # a task named twice is evaluated once
+    for name in (n.strip() for n in names if n.strip()):
         task = get_task(name)
         if wanted:
             unknown = [lang for lang in wanted if lang not in task.languages]
