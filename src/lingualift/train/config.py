@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lingualift.checkpoint import CHECKPOINTS_DIR, FINAL_DIR, LOG_FILE, TRAIN_CONFIG_FILE
+from lingualift.checkpoint import CHECKPOINTS_DIR, FINAL_DIR, LOG_FILE, TRAIN_CONFIG_FILE, recover
 from lingualift.errors import LinguaLiftError
 from lingualift.paths import find_data_dir, resolve_config
 from lingualift.schema import from_dict, option, read_yaml, to_dict
@@ -193,6 +193,8 @@ def check_files(config: TrainConfig) -> None:
     source = config.source
     if not Path(config.data.train).is_file():
         raise LinguaLiftError(f"{source}: data.train: file not found: {config.data.train}")
+    if config.model.init_from:
+        recover(config.model.init_from)  # the previous stage's `final`, if a killed writer left it renamed aside
     if config.model.init_from and not Path(config.model.init_from).is_dir():
         raise LinguaLiftError(f"{source}: model.init_from: checkpoint directory not found: {config.model.init_from} "
                               "(train the previous stage first)")
