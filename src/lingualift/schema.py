@@ -297,8 +297,9 @@ def load_yaml(text: str, where: str):
     """Parse YAML safely and boundedly: `where` (a file or flag) and the line name any problem.
 
     The text may be at most `YAML_TEXT_LIMIT` characters. Aliases are allowed, but the document they expand to must
-    stay within `YAML_VALUE_BUDGET` values and may not contain itself; the count is taken on the parsed node graph, before anything is built, so a 1 KB file of
-    nested aliases is refused in milliseconds instead of growing to gigabytes in whatever walks it later.
+    stay within `YAML_VALUE_BUDGET` values and may not contain itself; the count is taken on the parsed node graph,
+    before anything is built, so a 1 KB file of nested aliases is refused in milliseconds instead of growing to
+    gigabytes in whatever walks it later.
     """
     if len(text) > YAML_TEXT_LIMIT:
         raise LinguaLiftError(f"{where}: {len(text):,} characters of YAML; a lingualift config is a few KB (the "

@@ -13,7 +13,8 @@ def configure(parser) -> None:
     parser.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--top-p", type=float, default=0.95)
-    parser.add_argument("--stop", action="append", default=None, help="stop string (repeatable; '\\n' escapes are understood)")
+    parser.add_argument("--stop", action="append", default=None,
+                        help="stop string (repeatable; '\\n' escapes are understood)")
     parser.add_argument("--prompt-template", help="override the model's prompt template")
 
 
