@@ -90,10 +90,17 @@ def stream_answer(generator, question: str, *, max_new_tokens: int, stop: list[s
         yield generator.generate([question], max_new_tokens=max_new_tokens, stop=stop, batch_size=1)[0]
         return
     import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
 
+    class _UntilCancelled(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    cancelled = threading.Event()  # set when the page stops reading (closed tab, error): generation stops too
     streamer = _AnswerSoFar(generator.tokenizer)
     batch = generator.prepare_batch([question], left_pad=True)
-    options = {"max_new_tokens": max_new_tokens, "do_sample": False, "streamer": streamer}
+    options = {"max_new_tokens": max_new_tokens, "do_sample": False, "streamer": streamer,
+               "stopping_criteria": StoppingCriteriaList([_UntilCancelled()])}
     if stop:
         options["stop_strings"] = list(stop)
     failure: list[BaseException] = []
@@ -108,9 +115,12 @@ def stream_answer(generator, question: str, *, max_new_tokens: int, stop: list[s
 
     worker = threading.Thread(target=run, name="lingualift-demo-generate", daemon=True)
     worker.start()
-    for text in streamer:
-        yield trim_at_stop(text.rstrip("\ufffd"), stop)  # a character cut mid-way waits for its next byte
-    worker.join()
+    try:
+        for text in streamer:
+            yield trim_at_stop(text.rstrip("\ufffd"), stop)  # a character cut mid-way waits for its next byte
+    finally:
+        cancelled.set()
+        worker.join()
     if failure:
         raise failure[0]
     yield trim_at_stop(streamer.text(), stop)
