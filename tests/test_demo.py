@@ -1,6 +1,8 @@
 """The demo page, driven through `gradio_client` like a browser would: asking gives one answer per model,
 the runs view shows results.json's own numbers, two runs compare item by item, and bad input gives a
-message on the page (never a stack trace). One test drives headless Chromium (skipped without it)."""
+message on the page (never a stack trace), the runs browser stays inside its root, and the page offers the last
+pipeline run's models. Two tests drive headless Chromium (Debian `chromium`; required under CI): asking with
+streamed answers, and a models panel that follows the loading without a click."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import select
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -20,10 +23,12 @@ import pytest
 pytest.importorskip("gradio", reason="the demo page needs the [demo] extra (gradio)")
 gradio_client = pytest.importorskip("gradio_client", reason="the demo tests need gradio_client ([demo] extra)")
 
+from conftest import require  # noqa: E402
 from fakes import FakeGenerator  # noqa: E402
 
 from lingualift.cli import main  # noqa: E402
-from lingualift.tools.demo import ModelPool, build_app, launch  # noqa: E402
+from lingualift.tools.demo import ModelEntry, ModelPool, build_app, default_models, launch  # noqa: E402
+from lingualift.tools.demo.ask_page import ask  # noqa: E402
 from lingualift.eval.runner import evaluate  # noqa: E402
 from lingualift.inference.generators import load_generator  # noqa: E402
 from lingualift.eval.report import ci_text, pct, write_eval_report  # noqa: E402
@@ -73,7 +78,7 @@ def site(tmp_path_factory):
         (root / "empty").mkdir()
 
         pool = ModelPool(["tiny-llama", "fake", "no-such-model-xyz"], loader=_loader, device="cpu")
-        app = build_app(pool, runs_dir=runs, data_dir=data, max_new_tokens=8)
+        app = build_app(pool, runs_dir=runs, runs_root=root, data_dir=data, max_new_tokens=8)
         port = _free_port()
         launch(app, host="127.0.0.1", port=port, block=False)
         try:
@@ -133,10 +138,10 @@ def test_bad_ask_input_gives_messages(client):
         status, answers, _, _ = _ask(client, question, gold=gold)
         assert status.startswith("⚠") and fragment in status and "Traceback" not in status
         assert answers == {}
-    message, models, _ = client.predict("another-missing-model", api_name="/add_model")
+    message, models, *_ = client.predict("another-missing-model", api_name="/add_model")
     assert message.startswith("⚠") and "another-missing-model" in message and "failed to load" in message
     assert "✗ `another-missing-model`" in models
-    message, _, _ = client.predict("", api_name="/add_model")
+    message, *_ = client.predict("", api_name="/add_model")
     assert "no model given" in message
 
 
@@ -200,8 +205,7 @@ def test_compare_two_runs(client, site):
 
 
 def test_bad_runs_give_messages(client, site):
-    for folder, fragment in ((site["root"] / "empty", "no evaluation runs"), (site["root"] / "nope", "not found"),
-                             ("", "no runs folder given")):
+    for folder, fragment in ((site["root"] / "empty", "no evaluation runs"), (site["root"] / "nope", "not found")):
         status, choices = _open(client, folder)
         assert status.startswith("⚠") and fragment in status, status
     _open(client, site["runs"])
@@ -216,10 +220,82 @@ def test_bad_runs_give_messages(client, site):
     assert "sw.jsonl:7" in info
 
 
+def test_runs_browser_stays_inside_its_root(client, site, tmp_path):
+    """Typed folders resolve against the page's root (`--runs`): `..`, absolute paths and symlinks that lead out
+    are refused (even to a folder holding runs), and the search below a folder is bounded in depth."""
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(site["runs"] / "fake", outside / "secret-run")
+    link = site["root"] / "link-out"
+    link.symlink_to(outside, target_is_directory=True)
+    try:
+        for folder in ("..", "runs/../..", str(outside), "link-out", "/"):
+            status, choices = _open(client, folder)
+            assert status.startswith("⚠") and "outside the runs folder" in status, (folder, status)
+            assert "secret-run" not in json.dumps(choices)
+        status, _ = _open(client, "")  # the root itself: its runs, not what a symlink in it points to
+        assert status.startswith("4 run(s)"), status
+        deep = site["root"] / "deep" / "a" / "b" / "c" / "d"
+        shutil.copytree(site["runs"] / "fake", deep / "too-deep")
+        shutil.copytree(site["runs"] / "fake", site["root"] / "deep" / "a" / "b" / "found")
+        status, choices = _open(client, "deep")
+        assert status.startswith("1 run(s)") and "a/b/found" in json.dumps(choices), status
+    finally:
+        link.unlink()
+        shutil.rmtree(site["root"] / "deep", ignore_errors=True)
+
+
 def test_cli_user_mistakes_exit_2(tmp_path, capsys):
     assert main(["demo", "--runs", str(tmp_path / "nope")]) == 2
     assert main(["demo", "--max-new-tokens", "0"]) == 2
     assert "--runs" in capsys.readouterr().err
+
+
+def _fake_checkpoint(folder: Path, template: str) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "lingualift", "prompt_template": template}))
+    return folder
+
+
+def test_default_models_come_from_the_last_pipeline_run(tmp_path):
+    """No --model: the LLM alone (its chat template when it has one, else the bridge's) and each stage's final
+    checkpoint (its own trained template); without checkpoints, the embedded default LLM with its chat template."""
+    fallback = [ModelEntry("default LLM alone (chat template)", "default", "chat")]
+    assert default_models(tmp_path / "no-such-folder") == fallback
+    out = tmp_path / "pipeline"
+    (out / "runs" / "stage1").mkdir(parents=True)  # a run that stopped before its first checkpoint
+    assert default_models(out) == fallback
+
+    stage1 = _fake_checkpoint(out / "runs" / "stage1" / "final", "plain")
+    stage2 = _fake_checkpoint(out / "runs" / "stage2" / "final", "paper")
+    (out / "config.yaml").write_text("models: {encoder: default, llm: default}\n")
+    assert default_models(out) == [
+        ModelEntry("LLM alone: default (chat template)", "default", "chat"),
+        ModelEntry(f"stage 1 (alignment layer trained): {stage1} (plain template)", str(stage1)),
+        ModelEntry(f"stage 2 (trained bridge): {stage2} (paper template)", str(stage2)),
+    ]
+    base_llm = tmp_path / "base-llm"
+    base_llm.mkdir()
+    (base_llm / "tokenizer_config.json").write_text("{}")
+    (out / "config.yaml").write_text(f"models: {{encoder: default, llm: {base_llm}}}\n")
+    assert default_models(out)[0] == ModelEntry("LLM alone: base-llm (paper template)", str(base_llm), "paper")
+    (base_llm / "chat_template.jinja").write_text("{{ messages[0]['content'] }}")
+    assert default_models(out)[0].prompt_template == "chat"
+
+
+def test_answers_stream_token_by_token():
+    """The page's answer grows one token at a time and ends as exactly what `generate` gives."""
+    pool = ModelPool(["tiny-llama"], device="cpu")
+    try:
+        steps = [[a.output for a in answers if a.state == "generating"]
+                 for answers in ask(pool, "Juma ana machungwa 3.", max_new_tokens=10)]
+        final = pool.get("tiny-llama").generator.generate(["Juma ana machungwa 3."], max_new_tokens=10,
+                                                           stop=list(get_task("mgsm").stop))[0]
+    finally:
+        pool.close()
+    partial = [texts[0] for texts in steps if texts]
+    assert len(partial) >= 11  # the empty start, then one per new token: this tiny model hits no stop in 10 tokens
+    assert all(later.startswith(earlier) for earlier, later in zip(partial, partial[1:]))
+    assert partial[-1] == final
 
 
 # --- a real browser --------------------------------------------------------------------------------------
@@ -304,16 +380,18 @@ class DevTools:
         os.close(self._read)
 
 
+def _chromium() -> str:
+    return require(shutil.which("chromium") or shutil.which("chromium-browser"), "Chromium",
+                   "Debian: apt-get install -y chromium; .ci/run installs it")
+
+
 PAGE_TIMEOUT = 300  # s: a healthy machine answers in seconds; a loaded 2-core one can starve the page for minutes
 
 
 def test_browser_asks_a_question(site, tmp_path):
     """Headless Chromium types a question, clicks Ask and waits for every model's row; the screenshot goes to
     tmp_path (and to $LINGUALIFT_DEMO_SCREENSHOT if set: that is how docs/demo.png is made)."""
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        pytest.skip("Chromium is not installed (Debian: apt-get install -y chromium)")
-    browser = DevTools(binary, tmp_path / "profile", 1280, 1000)
+    browser = DevTools(_chromium(), tmp_path / "profile", 1280, 1000)
     try:
         browser.send("Page.enable")
         browser.send("Page.navigate", url=site["url"])
@@ -337,3 +415,34 @@ def test_browser_asks_a_question(site, tmp_path):
     (tmp_path / "demo.png").write_bytes(png)
     if os.environ.get("LINGUALIFT_DEMO_SCREENSHOT"):
         Path(os.environ["LINGUALIFT_DEMO_SCREENSHOT"]).write_bytes(png)
+
+
+def test_browser_models_panel_follows_loading_without_a_click(tmp_path):
+    """A model still loading when the page opens shows as loading, then as ready once it has loaded: the panel
+    follows the pool by itself (the page has no refresh button)."""
+    loaded = threading.Event()
+
+    def slow_loader(spec, **options):
+        assert loaded.wait(PAGE_TIMEOUT), "the test never released the slow model"
+        return FakeGenerator()
+
+    pool = ModelPool(["slow-model"], loader=slow_loader)
+    app = build_app(pool, runs_root=tmp_path)
+    port = _free_port()
+    launch(app, host="127.0.0.1", port=port, block=False)
+    browser = DevTools(_chromium(), tmp_path / "profile", 1280, 800)
+    panel = "(document.querySelector('#models') || {innerText: ''}).innerText"
+    try:
+        browser.send("Page.enable")
+        browser.send("Page.navigate", url=f"http://127.0.0.1:{port}/")
+        browser.wait_for(f"{panel}.includes('slow-model`: loading') || {panel}.includes('slow-model: loading')",
+                         PAGE_TIMEOUT, "the slow model loading")
+        assert "Refresh" not in browser.evaluate("document.body.innerText")
+        loaded.set()
+        text = browser.wait_for(f"{panel}.includes('ready') ? {panel} : ''", PAGE_TIMEOUT, "the model ready")
+        assert "✓" in text and "slow-model" in text and "FakeGenerator" in text
+    finally:
+        loaded.set()
+        browser.close()
+        app.close()
+        pool.close()

@@ -9,6 +9,7 @@ from importlib import resources
 
 import pytest
 import yaml
+from conftest import require_module
 from fakes import FakeGenerator
 
 from lingualift.eval.tasks import TASKS
@@ -33,7 +34,7 @@ def test_lingualift_does_not_import_lm_eval():
 
 
 def test_utils_load_and_score(tmp_path):
-    pytest.importorskip("datasets")
+    require_module("datasets", "datasets (an lm-eval dependency)", "scripts/env.sh installs lm-eval")
     sys.path.insert(0, str(TASKS_DIR))
     try:
         import utils
@@ -49,7 +50,7 @@ def test_utils_load_and_score(tmp_path):
 
 
 def test_model_class(monkeypatch):
-    pytest.importorskip("lm_eval")
+    require_module("lm_eval", "lm-eval", "pip install 'lingualift[lm-eval]'; scripts/env.sh installs it")
     from lm_eval.api.instance import Instance
     from lm_eval.api.registry import get_model
 
@@ -85,3 +86,35 @@ def test_entry_point_declared():
     if "lingualift" not in points:
         pytest.skip("lingualift is not installed as a distribution here")
     assert points["lingualift"] == "lingualift.eval.lm_eval_plugin:LinguaLiftLM"
+
+
+def test_simple_evaluate_through_the_plugin(tmp_path):
+    """A real `lm_eval.simple_evaluate` run: the `lingualift` model (tiny-llama) on a task YAML, local data,
+    offline. lm-eval's answers are the generator's own, and its accuracy is `lingualift eval`'s scoring."""
+    lm_eval = require_module("lm_eval", "lm-eval", "pip install 'lingualift[lm-eval]'; scripts/env.sh installs it")
+    from lm_eval.tasks import TaskManager
+
+    from lingualift.eval import lm_eval_plugin
+    from lingualift.eval.tasks import get_task
+    from lingualift.inference.generators import load_generator
+
+    rows = [("Juma ana machungwa 3 na ananunua 4 zaidi. Ana machungwa mangapi?", "7"),
+            ("Amina ana kalamu 5 na anapoteza 2. Ana kalamu ngapi?", "3"),
+            ("Kuna ndege 9 na 1 zinaruka. Ndege ngapi zimebaki?", "8")]
+    (tmp_path / "mgsm").mkdir()
+    (tmp_path / "mgsm" / "mgsm_sw.tsv").write_text("".join(f"{q}\t{a}\n" for q, a in rows), encoding="utf-8")
+    new_tokens = 8
+    results = lm_eval.simple_evaluate(
+        model="lingualift", model_args=f"pretrained=tiny-llama,device=cpu,batch_size={len(rows)}",
+        tasks=["lingualift_mgsm_sw"], gen_kwargs={"max_gen_toks": new_tokens}, bootstrap_iters=0, log_samples=True,
+        task_manager=TaskManager(include_path=lm_eval_plugin.TASKS_DIR, metadata={"data_dir": str(tmp_path)}))
+
+    samples = sorted(results["samples"]["lingualift_mgsm_sw"], key=lambda s: s["doc_id"])
+    assert [s["doc"]["question"] for s in samples] == [q for q, _ in rows]
+    task = get_task("mgsm")
+    until = samples[0]["arguments"][0][1]["until"]
+    expected = load_generator("tiny-llama", device="cpu").generate([q for q, _ in rows], max_new_tokens=new_tokens,
+                                                                   stop=until)
+    assert [s["filtered_resps"][0] for s in samples] == expected and [s["target"] for s in samples] == [a for _, a in rows]
+    correct = [task.is_correct(task.extract(text, {"lang": "sw"}), gold) for text, (_, gold) in zip(expected, rows)]
+    assert results["results"]["lingualift_mgsm_sw"]["acc,none"] == pytest.approx(sum(correct) / len(rows))

@@ -10,8 +10,13 @@ logger = logging.getLogger(__name__)
 def configure(parser) -> None:
     parser.add_argument("--model", action="append", metavar="SPEC",
                         help="LinguaLIFT checkpoint dir, baseline / plain HF causal-LM dir, hub id or preset "
-                        "(repeatable; default: the embedded `default` models)")
-    parser.add_argument("--runs", metavar="DIR", help="folder of evaluation runs to browse (e.g. runs/eval; also settable in the page)")
+                        "(repeatable; default: the LLM alone and the checkpoints of the last pipeline run in "
+                        "--pipeline-dir, else the embedded default LLM with its chat template)")
+    parser.add_argument("--pipeline-dir", default="outputs/pipeline", metavar="DIR",
+                        help="the pipeline run whose models and evaluation the page opens with (default: "
+                        "outputs/pipeline, where `bash scripts/main.sh` writes)")
+    parser.add_argument("--runs", metavar="DIR", help="folder of evaluation runs to browse; the page searches "
+                        "only inside it (default: --pipeline-dir if it exists, else the working directory)")
     parser.add_argument("--data-dir", help="data directory with the public layouts, for benchmark problems "
                         "(default: $LINGUALIFT_DATA_DIR, ./data, ../shared/data)")
     parser.add_argument("--prompt-template", help="override every model's prompt template (name or text with {question})")
@@ -37,13 +42,16 @@ def run(args) -> int:
     if args.runs and not Path(args.runs).is_dir():
         raise LinguaLiftError(f"--runs {args.runs}: folder not found")
     data_dir = find_data_dir(args.data_dir, required=False)
-    from lingualift.tools.demo import ModelPool, build_app, launch
+    from lingualift.tools.demo import ModelPool, build_app, default_models, launch
 
-    pool = ModelPool(args.model or ["default"], prompt_template=args.prompt_template, device=args.device,
-                     dtype=args.dtype)
+    pipeline_dir = Path(args.pipeline_dir)
+    models = args.model or default_models(pipeline_dir)
+    runs = args.runs or (pipeline_dir if pipeline_dir.is_dir() else None)
+    pool = ModelPool(models, prompt_template=args.prompt_template, device=args.device, dtype=args.dtype)
     try:
-        app = build_app(pool, runs_dir=args.runs, data_dir=data_dir, max_new_tokens=args.max_new_tokens)
-        logger.info("models load in the background; the page shows their state")
+        app = build_app(pool, runs_dir=runs, data_dir=data_dir, max_new_tokens=args.max_new_tokens)
+        logger.info("models load in the background; the page shows their state: %s",
+                    ", ".join(pool.labels))
         launch(app, host=args.host, port=args.port, block=True)
     finally:
         pool.close()
