@@ -147,6 +147,17 @@ def test_measure_fidelity_on_tiny_models_reports_languages_and_tiers(tmp_path):
     assert len(paths["items"].read_text(encoding="utf-8").splitlines()) == 9
 
 
+def test_measure_fidelity_takes_a_model_in_training_and_leaves_its_mode(tmp_path):
+    data = write_mmwp(tmp_path / "data", PARALLEL)
+    model = tiny_model().train()
+    model.llm.eval()  # a frozen part, as the freeze policy leaves it
+    report = measure_fidelity(model, langs=["sw"], data_dir=data, limit=2, max_new_tokens=3, n_bootstrap=20,
+                              progress=False)
+    assert model.training and model.alignment.training and not model.llm.training
+    assert report["settings"]["soft_prompt_only"] is True
+    assert report["languages"]["sw"]["n"] == 2
+
+
 def test_measure_fidelity_refuses_files_that_are_not_parallel(tmp_path):
     data = write_mmwp(tmp_path / "data", {"en": PARALLEL["en"], "sw": PARALLEL["sw"][:2]})
     with pytest.raises(LinguaLiftError, match="sw has 2 questions where en has 3"):

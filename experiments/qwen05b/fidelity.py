@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lingualift.eval.extraction import numbers_in_text
 from lingualift.eval.fidelity import measure_fidelity, write_fidelity_report
 from lingualift.eval.report import markdown_table
 from lingualift.eval.runner import percentile_interval
@@ -120,6 +121,33 @@ def summary() -> None:
     (RESULTS / "summary.md").write_text("\n".join(lines), encoding="utf-8")
 
 
+def parallel_check() -> None:
+    """Are MGSM and MMWP parallel by row? Per language: the share of rows with the English row's gold answer and
+    with the English row's numbers (as `numbers_in_text` reads them) -> results/fidelity/parallel_check.{json,md}."""
+    from collections import Counter
+
+    from lingualift.eval.tasks import MGSM_LANGUAGES, MMWP_LANGUAGES, load_examples
+
+    checks, rows = {}, []
+    for task, langs in (("mgsm", MGSM_LANGUAGES), ("mmwp", MMWP_LANGUAGES)):
+        english = load_examples(task, "en")
+        for lang in langs:
+            examples = load_examples(task, lang)
+            if len(examples) != len(english):
+                raise SystemExit(f"{task} {lang}: {len(examples)} rows, en {len(english)}")
+            gold = float(np.mean([a.gold == b.gold for a, b in zip(examples, english)]))
+            numbers = float(np.mean([Counter(numbers_in_text(a.question)) == Counter(numbers_in_text(b.question))
+                                     for a, b in zip(examples, english)]))
+            checks.setdefault(task, {})[lang] = {"rows": len(examples), "same_gold": gold, "same_numbers": numbers}
+            rows.append([task, lang, len(examples), f"{100 * gold:.1f}", f"{100 * numbers:.1f}"])
+    write_json(RESULTS / "parallel_check.json", checks)
+    table = markdown_table(["task", "language", "rows", "gold answer = English row's %",
+                            "numbers = English row's %"], rows, "llrrr")
+    (RESULTS / "parallel_check.md").write_text(
+        "# MGSM and MMWP are parallel by row\n\nWritten by `experiments/qwen05b/fidelity.py --parallel-check`.\n\n"
+        + table, encoding="utf-8")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default=",".join(ROWS))
@@ -128,9 +156,13 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--summary-only", action="store_true")
+    parser.add_argument("--parallel-check", action="store_true", help="only check that the files are parallel by row")
     args = parser.parse_args()
     args.langs = args.langs.split(",")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.parallel_check:
+        parallel_check()
+        return 0
     if not args.summary_only:
         for row in args.rows.split(","):
             measure(row, args)

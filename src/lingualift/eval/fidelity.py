@@ -34,6 +34,7 @@ from lingualift.eval.report import markdown_table, order_by_tier, tier_bar_chart
 from lingualift.eval.runner import percentile_interval
 from lingualift.eval.tasks import TIERS, load_examples, tier_of
 from lingualift.inference.generators import BridgeGenerator, CausalLMGenerator
+from lingualift.model.modeling import LinguaLiftModel
 from lingualift.io import write_jsonl
 
 logger = logging.getLogger(__name__)
@@ -181,8 +182,21 @@ def measure_fidelity(
 ) -> dict:
     """Restate the first `limit` questions of each language greedily and score them (module doc); writes nothing.
 
-    Returns `{"model", "task", "settings", "languages", "tiers", "items"}`; items keep each restatement.
+    `generator` is a `Generator` (hf backend) or a `LinguaLiftModel` in the middle of training, which is scored
+    on its own device and handed back with every submodule in the train / eval mode it came in. Returns `{"model", "task",
+    "settings", "languages", "tiers", "items"}`; items keep each restatement.
     """
+    if isinstance(generator, LinguaLiftModel):
+        model = generator
+        modes = [(module, module.training) for module in model.modules()]  # frozen parts stay in eval mode
+        try:
+            return measure_fidelity(BridgeGenerator(model, name="lingualift", device=str(model.device)), task=task,
+                                    langs=langs, data_dir=data_dir, limit=limit, max_new_tokens=max_new_tokens,
+                                    batch_size=batch_size, instruction=instruction, n_bootstrap=n_bootstrap,
+                                    seed=seed, download=download, progress=progress)
+        finally:
+            for module, training in modes:
+                module.training = training
     if task not in FIDELITY_TASKS:
         raise LinguaLiftError(f"fidelity: task {task!r} is not parallel by row; choose from {', '.join(FIDELITY_TASKS)}")
     langs = list(dict.fromkeys(langs or ["en"]))
