@@ -100,10 +100,17 @@ def score_restatement(question: str, restatement: str, english: str | None) -> d
 # --- generation --------------------------------------------------------------------------------------
 
 
+PLAIN_FRAME_STOP = ("\n\n",)  # without a chat template nothing else ends the restatement
+
+
+def _chat(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
 def restatement_frame(tokenizer, instruction: str = RESTATE_INSTRUCTION) -> tuple[str, str]:
     """LLM text before and after the question (or soft prompt): the chat template's user turn when the
     tokenizer has one, the question then the instruction inside it; else plain text ending in a cue."""
-    if getattr(tokenizer, "chat_template", None):
+    if _chat(tokenizer):
         before, after = chat_template_affixes(tokenizer)
         return before, f"\n\n{instruction}{after}"
     return "", f"\n\n{instruction}\n\nThe question in English:"
@@ -211,7 +218,8 @@ def measure_fidelity(
     # Shortest questions first: batches of similar length pad less; the order does not change greedy outputs.
     order = sorted(range(len(examples)), key=lambda i: len(examples[i][1].question))
     view = restating_generator(generator, instruction)
-    outputs = view.generate([examples[i][1].question for i in order], max_new_tokens=max_new_tokens,
+    stop = None if _chat(generator.tokenizer) else list(PLAIN_FRAME_STOP)
+    outputs = view.generate([examples[i][1].question for i in order], max_new_tokens=max_new_tokens, stop=stop,
                             batch_size=batch_size, progress=progress)
     restatements = dict(zip(order, outputs))
     items = []
