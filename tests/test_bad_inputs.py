@@ -505,6 +505,22 @@ for flags, place in [(["--limit", "0"], "--limit"), (["--batch-size", "0"], "--b
     case(f"diagnose-{'-'.join(flags)}", place)(
         lambda work, flags=flags: ["diagnose", "--model", "tiny-llama", "--out", str(work / "diag"), *flags])
 
+for flags, place in [(["--limit", "0"], "--limit"), (["--max-new-tokens", "0"], "--max-new-tokens"),
+                     (["--langs", "en,xx"], "--langs"), (["--bootstrap", "0"], "--bootstrap")]:
+    case(f"fidelity-{'-'.join(flags)}", place)(
+        lambda work, flags=flags: ["fidelity", "--model", "tiny-llama", "--out", str(work / "fid"), *flags])
+
+
+def mmwp_unparallel(work: Path) -> list[str]:
+    (work / "data" / "mmwp").mkdir(parents=True)
+    for lang, rows in (("en", 3), ("sw", 2)):
+        items = [{"question": f"Tom has {i} pens.", "answer": str(i)} for i in range(rows)]
+        (work / "data" / "mmwp" / f"test_{lang}.json").write_text(json.dumps(items), encoding="utf-8")
+    return ["fidelity", "--model", "tiny-llama", "--data-dir", str(work / "data"), "--langs", "sw", "--offline",
+            "--out", str(work / "fid"), "--no-progress"]
+
+
+case("fidelity-files-not-parallel", "mmwp sw has 2 questions")(mmwp_unparallel)
 case("assets-unknown", "unknown asset")(lambda work: ["assets", "bogus-model"])
 case("bench-unknown-stage", "--stages")(
     lambda work: ["bench", "--stages", "bogus", "--output", str(work / "bench"), "--device", "cpu"])
@@ -620,8 +636,8 @@ def test_there_are_at_least_100_cases():
     assert len(CASES) >= 100
     assert len({c.name for c in CASES}) == len(CASES)
     covered = {c.name.split("-")[0] for c in CASES}
-    assert covered >= {"train", "generate", "lexicon", "codeswitch", "eval", "score", "diagnose", "assets", "bench",
-                       "pipeline"}
+    assert covered >= {"train", "generate", "lexicon", "codeswitch", "eval", "score", "diagnose", "fidelity", "assets",
+                       "bench", "pipeline"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

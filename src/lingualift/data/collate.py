@@ -10,6 +10,7 @@ A batch's fields are named like the arguments of the model it feeds (`LinguaLift
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields, replace
 from typing import Sequence
@@ -91,6 +92,41 @@ def _pad(sequences: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
     return ids, mask
 
 
+_DIGIT_OR_RUN = re.compile(r"\d|\D+")  # \d: every script's decimal digits (Bengali ৫, Thai ๕, …)
+
+
+def split_digit_pieces(tokenizer, ids: Sequence[int]) -> list[int]:
+    """Re-tokenise every piece holding several digits into one piece per digit: one encoder position per digit.
+
+    Multilingual encoders' vocabularies merge digits (e5-small: `▁1,0` + `50`, `▁১২` + `৫`, `▁12` + `50`), while
+    LLMs such as Qwen and Llama read one token per digit, so a merged piece makes one soft-prompt position stand
+    for several LLM tokens. The first digit keeps the piece's word-start marker (`▁1`), the others become
+    continuation pieces (`0`; `##0` in WordPiece vocabularies), other characters stay as one piece; a part the
+    vocabulary lacks is tokenised on its own, which can never merge digits. Pieces are read as text, so a
+    byte-level vocabulary's non-ASCII digits are not seen.
+    """
+    vocabulary = tokenizer.get_vocab()
+    model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
+    continuation = getattr(model, "continuing_subword_prefix", None) or ""
+    out: list[int] = []
+    for token_id, piece in zip(ids, tokenizer.convert_ids_to_tokens(list(ids))):
+        if piece is None or sum(char.isdecimal() for char in piece) < 2:
+            out.append(token_id)
+            continue
+        parts = _DIGIT_OR_RUN.findall(piece)
+        if not parts[0].isdecimal():  # the word-start marker or leading text goes with the first digit
+            parts[:2] = [parts[0] + parts[1]]
+        for index, part in enumerate(parts):
+            candidates = [part] if index == 0 else [continuation + part, part]
+            known = next((vocabulary[c] for c in candidates if c in vocabulary), None)
+            if known is not None:
+                out.append(known)
+            else:
+                text = part.removeprefix(continuation) if continuation else part
+                out.extend(tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text.lstrip("\u2581"))))
+    return out
+
+
 class _TargetTokens:
     def __init__(self, llm_tokenizer, max_target_length: int):
         self.llm_tokenizer = llm_tokenizer
@@ -114,32 +150,46 @@ class BridgeCollator(_TargetTokens):
     """Tokenise examples into the model's segments: encoder prompt, LLM prefix, LLM suffix, target."""
 
     def __init__(self, encoder_tokenizer, llm_tokenizer, *, llm_sees_query: bool = False, llm_prefix: str = "",
-                 llm_suffix: str = "", encoder_max_length: int = 512, max_target_length: int = 512):
+                 llm_suffix: str = "", encoder_max_length: int = 512, max_target_length: int = 512,
+                 encoder_split_digits: bool = False):
         super().__init__(llm_tokenizer, max_target_length)
         self.encoder_tokenizer = encoder_tokenizer
         self.llm_sees_query = llm_sees_query
         self.encoder_max_length = encoder_max_length
+        self.encoder_split_digits = encoder_split_digits
         self.llm_prefix, self.llm_suffix = llm_prefix, llm_suffix
         self.prefix = leading_special_ids(llm_tokenizer) + self._text_ids(llm_prefix)
         self.suffix = self._text_ids(llm_suffix)
 
     @classmethod
-    def for_model(cls, model, max_target_length: int = 512,
-                  llm_affixes: tuple[str, str] | None = None) -> "BridgeCollator":
-        """The collator a checkpoint was trained with; `llm_affixes` replaces its LLM text around the soft prompt."""
+    def for_model(cls, model, max_target_length: int = 512, llm_affixes: tuple[str, str] | None = None,
+                  llm_sees_query: bool | None = None) -> "BridgeCollator":
+        """The collator a checkpoint was trained with; `llm_affixes` replaces its LLM text around the soft prompt,
+        `llm_sees_query` whether the LLM also reads the query (the fidelity measure switches it off)."""
         config = model.config
         prefix, suffix = llm_affixes or (config.llm_prefix, config.llm_suffix)
-        return cls(model.encoder_tokenizer, model.llm_tokenizer, llm_sees_query=config.llm_sees_query,
-                   llm_prefix=prefix, llm_suffix=suffix,
-                   encoder_max_length=config.encoder_max_length, max_target_length=max_target_length)
+        return cls(model.encoder_tokenizer, model.llm_tokenizer,
+                   llm_sees_query=config.llm_sees_query if llm_sees_query is None else llm_sees_query,
+                   llm_prefix=prefix, llm_suffix=suffix, encoder_max_length=config.encoder_max_length,
+                   max_target_length=max_target_length,
+                   encoder_split_digits=getattr(config, "encoder_split_digits", False))
 
     def _text_ids(self, text: str) -> list[int]:
         return self.llm_tokenizer(text, add_special_tokens=False).input_ids if text else []
 
+    def encoder_ids(self, prompt: str) -> list[int]:
+        """What the encoder reads: its tokenizer's ids (digits split if asked), at most `encoder_max_length`,
+        keeping the closing special token (`</s>`, `[SEP]`) when the prompt is cut."""
+        if not self.encoder_split_digits:
+            return self.encoder_tokenizer(prompt, truncation=True, max_length=self.encoder_max_length).input_ids
+        ids = split_digit_pieces(self.encoder_tokenizer, self.encoder_tokenizer(prompt).input_ids)
+        if len(ids) <= self.encoder_max_length:
+            return ids
+        closing = ids[-1:] if ids[-1] in self.encoder_tokenizer.all_special_ids else []
+        return ids[: self.encoder_max_length - len(closing)] + closing
+
     def __call__(self, examples: Sequence[PromptTarget]) -> BridgeBatch:
-        encoded = self.encoder_tokenizer(
-            [example.prompt for example in examples], truncation=True, max_length=self.encoder_max_length
-        ).input_ids
+        encoded = [self.encoder_ids(example.prompt) for example in examples]
         encoder_input_ids, encoder_attention_mask = _pad(encoded, self.encoder_tokenizer.pad_token_id or 0)
         prefix_ids, prefix_mask = _pad([self.prefix] * len(examples), self.pad_id)
         suffixes = [

@@ -150,6 +150,13 @@ def find_numbers(text: str) -> list[float]:
     return values
 
 
+def numbers_in_text(text: str) -> list[float]:
+    """Every number a text states, in order, read as `find_numbers` reads answers: native digits mapped to
+    ASCII (Bengali ১২৫, Thai ๑๒๕, Devanagari १२५, Arabic-Indic ١٢٥ …), digit groups joined (`1,050` = `1050`),
+    decimal commas understood. Used to compare a question's numbers with those of a restatement."""
+    return find_numbers(normalize_digits(text))
+
+
 def _last_boxed(text: str) -> str | None:
     """Content of the last `\\boxed{…}` with balanced braces."""
     starts = [m.end() for m in _BOXED_RE.finditer(text)]

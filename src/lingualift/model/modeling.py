@@ -57,6 +57,7 @@ class LinguaLiftConfig(PretrainedConfig):
         llm_prefix: str = "",
         llm_suffix: str = "",
         encoder_max_length: int = 512,
+        encoder_split_digits: bool = False,
         **kwargs,
     ):
         self.encoder = encoder
@@ -70,6 +71,7 @@ class LinguaLiftConfig(PretrainedConfig):
         self.llm_prefix = llm_prefix
         self.llm_suffix = llm_suffix
         self.encoder_max_length = encoder_max_length
+        self.encoder_split_digits = encoder_split_digits  # one encoder position per digit (`split_digit_pieces`)
         super().__init__(**kwargs)
 
 

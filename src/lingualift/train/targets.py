@@ -83,7 +83,8 @@ class BridgeTarget(TrainingTarget):
                 model_cfg.encoder, model_cfg.llm, model_cfg.alignment, dtype=model_cfg.dtype,
                 alignment_kwargs=model_cfg.alignment_kwargs, seed=config.training.seed,
                 llm_sees_query=model_cfg.llm_sees_query, prompt_template=config.data.prompt_template,
-                encoder_max_length=model_cfg.encoder_max_length, error_context=f"{config.source}: model",
+                encoder_max_length=model_cfg.encoder_max_length, encoder_split_digits=model_cfg.encoder_split_digits,
+                error_context=f"{config.source}: model",
             )
             model.config.llm_prefix, model.config.llm_suffix = _affixes(config, model.llm_tokenizer)
         return cls(config, model, policy), model
