@@ -18,6 +18,9 @@ from lingualift.errors import LinguaLiftError
 from lingualift.paths import find_data_dir, resolve_config
 from lingualift.schema import from_dict, option, read_yaml, to_dict
 
+OBJECTIVES = ("lm", "lexical", "mixed")  # lingualift.train.objectives
+
+
 @dataclass
 class ModelSection:
     encoder: str = option("default", help="encoder spec: preset, local dir or hub id")
@@ -80,6 +83,13 @@ class TrainingSection:
     resume_from_checkpoint: str | None = option(None, help="a checkpoints/step-N folder, or latest")
     resume_override: bool = option(False, help="resume even if the checkpoint's stage / model / hyper-parameters differ")
     tensorboard: bool = option(True, help="write TensorBoard logs")
+    objective: str = option("lm", choices=OBJECTIVES,
+                            help="lm: the LLM's next-token loss on the target through the soft prompt (the paper's "
+                                 "stage 1); lexical: no LLM pass, the alignment layer maps each encoder state of the "
+                                 "(code-switched) prompt onto the LLM input embedding of its English token; mixed: "
+                                 "lexical steps with an lm step every training.lm_every steps")
+    lm_every: int = option(10, min=2, help="objective mixed: every N-th step is an lm step, the others lexical")
+    lexical_batch_size: int = option(64, min=1, help="examples per lexical step (objective lexical or mixed)")
 
 
 @dataclass
@@ -143,6 +153,9 @@ def _validate(config: TrainConfig) -> None:
         from lingualift.data.codeswitch import CodeSwitchSettings
 
         CodeSwitchSettings.from_dict(config.data.codeswitch, f"{source}: data.codeswitch")
+    if config.training.objective != "lm" and config.method == "sft":
+        raise LinguaLiftError(f"{source}: training.objective {config.training.objective}: the lexical objective "
+                              "trains an alignment layer, which method sft has not; use objective lm")
     if config.model.warm_start is not None and (config.model.init_from or config.method == "sft"):
         raise LinguaLiftError(f"{source}: model.warm_start: only for a freshly built alignment layer "
                               "(not with model.init_from, not for method sft)")
