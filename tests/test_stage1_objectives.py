@@ -15,7 +15,9 @@ from lingualift.errors import LinguaLiftError
 from lingualift.model.warmstart import paired_llm_tokens
 from lingualift.train import loop as training
 from lingualift.train.config import config_from_dict
-from lingualift.train.loop import Trainer
+from lingualift.checkpoint import load_trainable
+from lingualift.model.modeling import LinguaLiftModel
+from lingualift.train.loop import Trainer, export_step_checkpoint
 from lingualift.train.objectives import IGNORE, LexicalCollator, lexical_examples
 
 
@@ -144,3 +146,16 @@ def test_lexical_objective_is_refused_for_sft(tmp_path):
     config = tiny_config(tmp_path, method="sft", stage=None, training={"objective": "lexical"})
     with pytest.raises(LinguaLiftError, match="training.objective lexical"):
         config_from_dict(config)
+
+
+def test_a_step_checkpoint_exports_as_a_loadable_model(tmp_path):
+    config = _config(tmp_path, "lexical", max_steps=4, save_every=2)
+    Trainer(config_from_dict(config)).train()
+    step = tmp_path / "lexical" / "checkpoints" / "step-2"
+    exported = export_step_checkpoint(step, tmp_path / "step-2-model")
+    model = LinguaLiftModel.from_pretrained(exported)
+    parameters = dict(model.named_parameters())
+    trained = load_trainable(step)
+    assert trained and all(torch.equal(parameters[name], tensor) for name, tensor in trained.items())
+    final = load_file(tmp_path / "lexical" / "final" / "alignment.safetensors")
+    assert any(not torch.equal(final[name], load_file(exported / "alignment.safetensors")[name]) for name in final)

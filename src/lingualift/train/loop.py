@@ -473,6 +473,39 @@ class Trainer:
         return self.output_dir / checkpoint.FINAL_DIR
 
 
+def export_step_checkpoint(step_dir: str | os.PathLike, destination: str | os.PathLike,
+                           data_dir: str | None = None) -> Path:
+    """Write a run's step checkpoint as a loadable model (`destination`, like `final`), e.g. to evaluate a
+    stage-1 run at several steps. The model is rebuilt from the run's `train_config.yaml` (no warm start: the
+    checkpoint's tensors replace every trained weight) and saved the way the run saves `final`."""
+    from lingualift.schema import read_yaml
+    from lingualift.train.config import config_from_dict
+
+    step_dir = Path(step_dir)
+    run_config = step_dir.parent.parent / checkpoint.TRAIN_CONFIG_FILE
+    if not run_config.is_file():
+        raise LinguaLiftError(f"{step_dir}: not a step checkpoint of a training run (no {run_config})")
+    state = checkpoint.read_trainer_state(step_dir, str(step_dir))
+    config = config_from_dict(read_yaml(run_config), str(run_config), data_dir=data_dir)
+    if config.training.tuning == "lora":
+        raise LinguaLiftError(f"{step_dir}: exporting a LoRA run's step checkpoint is not supported; resume the "
+                              "run to its end instead")
+    stage, policy = policy_for(config.method, config.stage, config.source)
+    target, model = training_target(config, stage, policy)
+    parameters = dict(model.named_parameters())
+    trainable = checkpoint.load_trainable(step_dir)
+    unknown = sorted(set(trainable) - set(parameters))
+    if unknown:
+        raise LinguaLiftError(f"{step_dir / checkpoint.TRAINABLE_FILE}: holds tensors the run's model lacks "
+                              f"({unknown[0]}, …)")
+    with torch.no_grad():
+        for name, tensor in trainable.items():
+            parameters[name].copy_(tensor)
+    target.save(model, destination)
+    logger.info("exported %s (step %d) to %s", step_dir, state["step"], destination)
+    return Path(destination)
+
+
 def train(config: TrainConfig) -> Path:
     """Train one stage or baseline; returns the directory of the final model (`OUTPUT_DIR/final`)."""
     return Trainer(config).train()

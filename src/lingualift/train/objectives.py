@@ -179,7 +179,7 @@ class ObjectiveSchedule:
                                       "(its loss bypasses the data-parallel wrapper); use objective lm with "
                                       "several processes")
             self.objectives["lexical"] = LexicalAlignment(model, records, target.prompt_template,
-                                                          training.lexical_batch_size, config.source)
+                                                          training.lexical_batch_size, config.data.train)
         for objective in self.objectives.values():
             if not objective.examples:
                 raise LinguaLiftError(f"{config.data.train}: no training examples")
