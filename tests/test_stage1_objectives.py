@@ -115,12 +115,32 @@ def test_mixed_objective_interleaves_lm_steps(tmp_path):
     assert [record["example_passes"] for record in log] == [6, 12, 14, 20, 26, 28]
 
 
-def test_mixed_run_killed_and_resumed_ends_with_identical_weights(tmp_path, monkeypatch):
-    reference = _config(tmp_path, "mixed", max_steps=7, lm_every=3, save_every=2)
+def test_cached_encoder_states_give_the_same_losses(tmp_path):
+    logs = {}
+    for cache in (False, True):
+        config = _config(tmp_path, "lexical", max_steps=4, lexical_cache=cache)
+        config["training"]["output_dir"] = str(tmp_path / f"cache-{cache}")
+        Trainer(config_from_dict(config)).train()
+        lines = (tmp_path / f"cache-{cache}" / "train_log.jsonl").read_text().splitlines()
+        logs[cache] = [json.loads(line)["loss_lexical"] for line in lines]
+    # The same states, computed in other batches (other padding): equal up to float rounding.
+    assert logs[True] == pytest.approx(logs[False], rel=1e-4)
+
+
+def test_the_cache_is_refused_when_the_encoder_trains(tmp_path):
+    config = _config(tmp_path, "lexical", max_steps=1, lexical_cache=True)
+    config["model"]["trainable"] = ["alignment", "encoder"]
+    with pytest.raises(LinguaLiftError, match="training.lexical_cache"):
+        Trainer(config_from_dict(config))
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_mixed_run_killed_and_resumed_ends_with_identical_weights(tmp_path, monkeypatch, cache):
+    reference = _config(tmp_path, "mixed", max_steps=7, lm_every=3, save_every=2, lexical_cache=cache)
     reference["training"]["output_dir"] = str(tmp_path / "reference")
     Trainer(config_from_dict(reference)).train()
 
-    config = _config(tmp_path, "mixed", max_steps=7, lm_every=3, save_every=2)
+    config = _config(tmp_path, "mixed", max_steps=7, lm_every=3, save_every=2, lexical_cache=cache)
     real_step = training.Trainer.optimizer_step
 
     def dying_step(self, *args, **kwargs):

@@ -8,7 +8,8 @@
   word replaced (`codeswitch.spans`), so every encoder state of a prompt has a target: the LLM's input embedding
   of its English token, the original word's for a swapped one. The loss is the squared error of the mapped
   states against those embeddings, relative to the embeddings' mean square (0 is a perfect fit, 1 is mapping
-  everything to zero). No LLM pass: a step costs the frozen encoder's forward and the alignment layer.
+  everything to zero). No LLM pass: a step costs the frozen encoder's forward and the alignment layer, or the
+  alignment layer alone with `training.lexical_cache` (the encoder's states computed once, kept in memory).
 - `mixed`: lexical steps, with an `lm` step every `training.lm_every` steps, so the soft prompt is still
   trained on what the LLM makes of it (the lexical objective alone never trains the begin / end vectors).
 
@@ -20,12 +21,14 @@ by bilingual lexicons, no parallel corpus, the LLM frozen.
 
 from __future__ import annotations
 
+import logging
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from lingualift.data.collate import Batch
 from lingualift.data.instructions import build_examples
@@ -34,6 +37,7 @@ from lingualift.errors import LinguaLiftError
 from lingualift.model.warmstart import paired_llm_tokens, require_fast_tokenizers
 
 IGNORE = -100
+logger = logging.getLogger(__name__)
 
 
 class Objective(ABC):
@@ -136,30 +140,80 @@ class LexicalCollator:
         return LexicalBatch(encoded.input_ids, encoded.attention_mask, paired)
 
 
+@dataclass(frozen=True)
+class CachedLexicalExample:
+    """An example's paired encoder states and LLM tokens, computed once (`training.lexical_cache`)."""
+
+    states: torch.Tensor  # [n, d_enc]
+    llm_token_ids: torch.Tensor  # [n]
+
+
+@dataclass(frozen=True)
+class CachedLexicalBatch(Batch):
+    """Paired encoder states of a batch's examples, concatenated, and their LLM tokens."""
+
+    states: torch.Tensor
+    llm_token_ids: torch.Tensor
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.llm_token_ids)
+
+
 class LexicalAlignment(Objective):
     """Map each encoder state onto the LLM input embedding of its English token; no LLM pass (module doc)."""
 
     name = "lexical"
 
-    def __init__(self, model, records: Sequence[dict], template: str | None, batch_size: int, where: str):
+    def __init__(self, model, records: Sequence[dict], template: str | None, batch_size: int, where: str,
+                 cache: bool = False):
         require_fast_tokenizers(model)
         self.batch_size = batch_size
         self.examples = lexical_examples(records, template, where)
         self.collator = LexicalCollator(model.encoder_tokenizer, model.llm_tokenizer, model.config.encoder_max_length)
         with torch.no_grad():
             self.embedding_mean_square = float(model.llm.get_input_embeddings().weight.float().pow(2).mean())
+        if cache:
+            self.examples = self._encoded(model, self.examples)
+
+    def _encoded(self, model, examples: list[LexicalExample]) -> list[CachedLexicalExample]:
+        """Every example's paired encoder states, in fixed chunks of `batch_size` (a resumed run rebuilds the
+        same states, so it stays bitwise equal to an uninterrupted one)."""
+        if any(p.requires_grad for p in model.encoder.parameters()):
+            raise LinguaLiftError("training.lexical_cache: the encoder is trained in this stage, so its states "
+                                  "change; set training.lexical_cache: false")
+        device = next(model.encoder.parameters()).device
+        cached = []
+        for start in tqdm(range(0, len(examples), self.batch_size), desc="encoder states (lexical cache)",
+                          unit="batch"):
+            batch = self.collator(examples[start : start + self.batch_size])
+            with torch.no_grad():
+                hidden = model.encode(batch.encoder_input_ids.to(device), batch.encoder_attention_mask.to(device))
+            for row, tokens in enumerate(batch.llm_token_ids):
+                paired = tokens != IGNORE
+                cached.append(CachedLexicalExample(hidden[row][paired.to(device)].cpu().clone(), tokens[paired]))
+        logger.info("lexical cache: %d examples, %d paired encoder states", len(cached),
+                    sum(len(example.llm_token_ids) for example in cached))
+        return cached
 
     def collate(self, examples: Sequence) -> Batch:
+        if examples and isinstance(examples[0], CachedLexicalExample):
+            return CachedLexicalBatch(torch.cat([example.states for example in examples]),
+                                      torch.cat([example.llm_token_ids for example in examples]))
         return self.collator(examples)
 
-    def loss(self, model, batch: LexicalBatch) -> torch.Tensor:
-        hidden = model.encode(batch.encoder_input_ids, batch.encoder_attention_mask)
-        paired = batch.llm_token_ids != IGNORE
-        if not bool(paired.any()):
+    def loss(self, model, batch: LexicalBatch | CachedLexicalBatch) -> torch.Tensor:
+        if isinstance(batch, CachedLexicalBatch):
+            states, token_ids = batch.states, batch.llm_token_ids
+        else:
+            paired = batch.llm_token_ids != IGNORE
+            states = model.encode(batch.encoder_input_ids, batch.encoder_attention_mask)[paired]
+            token_ids = batch.llm_token_ids[paired]
+        if not len(token_ids):
             raise LinguaLiftError("training.objective lexical: no encoder token of this batch pairs with an LLM "
                                   "token (empty prompts?)")
-        mapped = model.alignment.map_states(hidden[paired].to(model.alignment_dtype))
-        embeddings = model.llm.get_input_embeddings().weight.detach()[batch.llm_token_ids[paired]]
+        mapped = model.alignment.map_states(states.to(model.alignment_dtype))
+        embeddings = model.llm.get_input_embeddings().weight.detach()[token_ids]
         error = torch.nn.functional.mse_loss(mapped.float(), embeddings.float())
         return error / self.embedding_mean_square
 
@@ -179,7 +233,8 @@ class ObjectiveSchedule:
                                       "(its loss bypasses the data-parallel wrapper); use objective lm with "
                                       "several processes")
             self.objectives["lexical"] = LexicalAlignment(model, records, target.prompt_template,
-                                                          training.lexical_batch_size, config.data.train)
+                                                          training.lexical_batch_size, config.data.train,
+                                                          cache=training.lexical_cache)
         for objective in self.objectives.values():
             if not objective.examples:
                 raise LinguaLiftError(f"{config.data.train}: no training examples")
