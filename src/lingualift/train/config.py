@@ -152,13 +152,13 @@ def _validate(config: TrainConfig) -> None:
         raise LinguaLiftError(f"{source}: data.train is required (a JSONL file of instructions)")
     if not config.training.output_dir:
         raise LinguaLiftError(f"{source}: training.output_dir is required")
+    if config.training.objective != "lm" and config.method == "sft":
+        raise LinguaLiftError(f"{source}: training.objective {config.training.objective}: the lexical objective "
+                              "trains an alignment layer, which method sft has not; use objective lm")
     if config.data.codeswitch is not None:
         from lingualift.data.codeswitch import CodeSwitchSettings
 
         CodeSwitchSettings.from_dict(config.data.codeswitch, f"{source}: data.codeswitch")
-    if config.training.objective != "lm" and config.method == "sft":
-        raise LinguaLiftError(f"{source}: training.objective {config.training.objective}: the lexical objective "
-                              "trains an alignment layer, which method sft has not; use objective lm")
     if config.model.warm_start is not None and (config.model.init_from or config.method == "sft"):
         raise LinguaLiftError(f"{source}: model.warm_start: only for a freshly built alignment layer "
                               "(not with model.init_from, not for method sft)")
