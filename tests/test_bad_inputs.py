@@ -131,11 +131,18 @@ for field, value, place in [
     ("method", "bogus", "method"),
     ("stage", "bogus", "stage"),
     ("model", "[1, 2]", "model"),
+    ("training.objective", "telepathy", "training.objective"),
+    ("training.lm_every", "1", "training.lm_every"),
+    ("training.lexical_batch_size", "0", "training.lexical_batch_size"),
 ]:
     case(f"train-set-{field}={value}", place)(train_set(f"{field}={value}"))
 
 case("train-warm-start-texts-0", "model.warm_start_texts")(
     train_set("model.warm_start=lexical", "model.warm_start_texts=0"))
+case("train-lexical-objective-for-sft", "training.objective")(
+    train_set("training.objective=lexical", method="sft", stage=None))
+case("train-lexical-objective-without-the-alignment-layer", "training.objective")(
+    train_set("training.objective=mixed", "model.trainable=[llm]"))
 case("train-set-without-equals", "--set")(train_set("training.max_steps"))
 case("train-set-into-a-value", "--set training.max_steps.x")(train_set("training.max_steps.x=1"))
 
@@ -203,6 +210,24 @@ def _(work):
 def _(work):
     (work / "train.jsonl").write_text('{"question": "a"}\n', encoding="utf-8")
     return ["train", str(train_yaml(work))]
+
+
+def codeswitched_row(spans: list | None) -> str:
+    alignment = {"langs": ["de"], "replaced": 1, "replaceable": 1, **({"spans": spans} if spans is not None else {})}
+    return json.dumps({"question": "Tom hat 3 apples", "source_question": "Tom has 3 apples", "answer": "3",
+                       "codeswitch": alignment}) + "\n"
+
+
+@case("train-lexical-objective-codeswitched-without-alignment", "train.jsonl: record 1")
+def _(work):
+    (work / "train.jsonl").write_text(codeswitched_row(None), encoding="utf-8")
+    return ["train", str(train_yaml(work, training={"objective": "lexical"}))]
+
+
+@case("train-lexical-objective-alignment-out-of-range", "train.jsonl: record 1")
+def _(work):
+    (work / "train.jsonl").write_text(codeswitched_row([[4, 7, 4, 99]]), encoding="utf-8")
+    return ["train", str(train_yaml(work, training={"objective": "lexical"}))]
 
 
 @case("train-output-dir-is-a-file", "out-file")

@@ -69,7 +69,12 @@ def test_capitalisation_and_multiword_translations():
     cs = CodeSwitcher(CodeSwitchSettings({"fr": "unused"}, ratio=1.0), {"fr": fr})
     out = cs.switch({"question": "The store. STORE", "answer": "x"}, 0)
     assert out["question"] == "Le grand magasin. GRAND MAGASIN"
-    assert out["codeswitch"] == {"langs": ["fr"], "replaced": 3, "replaceable": 3}
+    # The word alignment: [start, end] in the switched question, [start, end] of the English word it replaced.
+    assert out["codeswitch"] == {"langs": ["fr"], "replaced": 3, "replaceable": 3,
+                                 "spans": [[0, 2, 0, 3], [3, 16, 4, 9], [18, 31, 11, 16]]}
+    for start, end, source_start, source_end in out["codeswitch"]["spans"]:
+        assert fr.best(out["source_question"][source_start:source_end].lower())[0] == \
+            out["question"][start:end].lower()
 
 
 def test_words_without_an_entry_stay_english():

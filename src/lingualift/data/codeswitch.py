@@ -6,6 +6,10 @@ sentences: the encoder reads an English prompt in which a fraction `ratio` of th
 the *prompt* changes; numbers, symbols, punctuation, whitespace and the answer are kept verbatim,
 capitalisation is carried over to the translation.
 
+Each record keeps its word alignment, known by construction: `codeswitch.spans` lists `[start, end,
+source_start, source_end]` per swapped word (character offsets in `question` and in `source_question`), which
+the stage-1 lexical objective (`lingualift.train.objectives`) uses to pair a swapped word with the English one.
+
 Every example draws from its own RNG seeded by (seed, example index), so output is reproducible and
 independent of streaming or batching.
 """
@@ -185,10 +189,14 @@ class CodeSwitcher:
             self.stats.per_lang[lang].replaced += 1
             if lang not in used:
                 used.append(lang)
-        pieces, cursor = [], 0
+        pieces, cursor, length, spans = [], 0, 0, []
         for position, text in sorted(replacements.items()):
             span = words[position].span()
-            pieces += [question[cursor : span[0]], text]
+            kept = question[cursor : span[0]]
+            pieces += [kept, text]
+            length += len(kept)
+            spans.append([length, length + len(text), *span])
+            length += len(text)
             cursor = span[1]
         pieces.append(question[cursor:])
         langs = used if self.settings.mixing == "mixed" else example_langs
@@ -204,7 +212,7 @@ class CodeSwitcher:
             "source_question": question,
             "answer": record["answer"],
             **out,
-            "codeswitch": {"langs": langs, "replaced": len(chosen), "replaceable": len(candidates)},
+            "codeswitch": {"langs": langs, "replaced": len(chosen), "replaceable": len(candidates), "spans": spans},
         }
 
     def _weight(self, lang: str) -> float:

@@ -13,6 +13,7 @@ because the encoder is multilingual, a question in another language lands near t
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Sequence
 
@@ -23,16 +24,63 @@ from lingualift.errors import LinguaLiftError
 logger = logging.getLogger(__name__)
 
 
+def require_fast_tokenizers(model) -> None:
+    """Pairing tokens needs character offsets, which only fast tokenizers give."""
+    for role, tokenizer in (("encoder", model.encoder_tokenizer), ("llm", model.llm_tokenizer)):
+        if not getattr(tokenizer, "is_fast", False):
+            raise LinguaLiftError(f"pairing encoder and LLM tokens needs character offsets: the {role} tokenizer "
+                                  "is not a fast tokenizer")
+
+
+def paired_llm_tokens(text: str, encoder_offsets: Sequence[tuple[int, int]], source_text: str,
+                      llm_ids: Sequence[int], llm_offsets: Sequence[tuple[int, int]],
+                      spans: Sequence[Sequence[int]] = ()) -> list[int]:
+    """For each encoder token of `text`, the LLM token of `source_text` it should map onto (-1: none).
+
+    `source_text` is `text` with the words of `spans` (`[start, end, source_start, source_end]`, sorted,
+    character offsets) put back: for a code-switched question, the English original. An encoder token
+    outside every span pairs with the LLM token covering its first non-space character (at the same place in
+    `source_text`). The `n` encoder tokens starting inside a swapped word pair, in order, with the `m` LLM
+    tokens of the English word it replaced: the `k`-th with the `(k·m // n)`-th. `llm_ids` / `llm_offsets` are
+    the LLM tokenizer's tokens of `source_text`; special tokens (empty offsets) pair with nothing.
+    """
+    covering: dict[int, int] = {}
+    for token, (begin, end) in zip(llm_ids, llm_offsets):
+        for char in range(begin, end):
+            covering.setdefault(char, token)
+    starts = [span[0] for span in spans]
+    word_tokens = [[token for token, (begin, end) in zip(llm_ids, llm_offsets)
+                    if begin < source_end and end > source_start]
+                   for _, _, source_start, source_end in spans]
+    in_word: dict[int, list[int]] = {}  # span index -> its encoder positions
+    paired = [-1] * len(encoder_offsets)
+    for position, (begin, end) in enumerate(encoder_offsets):
+        if end <= begin:
+            continue
+        while begin < end - 1 and text[begin].isspace():
+            begin += 1
+        index = bisect.bisect_right(starts, begin) - 1
+        if index >= 0 and begin < spans[index][1]:
+            in_word.setdefault(index, []).append(position)
+            continue
+        shift = spans[index][3] - spans[index][1] if index >= 0 else 0  # where `begin` lies in source_text
+        paired[position] = covering.get(begin + shift, -1)
+    for index, positions in in_word.items():
+        tokens = word_tokens[index]
+        if tokens:
+            for k, position in enumerate(positions):
+                paired[position] = tokens[k * len(tokens) // len(positions)]
+    return paired
+
+
 def token_pairs(model, texts: Sequence[str], batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """`(encoder states [N, d_enc], LLM input embeddings [N, d_llm])` of tokens at the same character offset.
 
     Each encoder token is paired with the LLM token covering its first non-space character; special tokens
     and encoder tokens with no covering LLM token are skipped.
     """
+    require_fast_tokenizers(model)
     encoder_tokenizer, llm_tokenizer = model.encoder_tokenizer, model.llm_tokenizer
-    for role, tokenizer in (("encoder", encoder_tokenizer), ("llm", llm_tokenizer)):
-        if not getattr(tokenizer, "is_fast", False):
-            raise LinguaLiftError(f"warm start needs character offsets: the {role} tokenizer is not a fast tokenizer")
     embedding = model.llm.get_input_embeddings().weight
     device = embedding.device
     states, targets = [], []
@@ -44,18 +92,14 @@ def token_pairs(model, texts: Sequence[str], batch_size: int = 32) -> tuple[torc
             hidden = model.encode(encoded.input_ids.to(device), encoded.attention_mask.to(device))
         llm_encoded = llm_tokenizer(chunk, return_offsets_mapping=True, add_special_tokens=False)
         for row, text in enumerate(chunk):
-            covering = {}
-            for token, (begin, end) in zip(llm_encoded.input_ids[row], llm_encoded.offset_mapping[row]):
-                for char in range(begin, end):
-                    covering.setdefault(char, token)
-            for position, (begin, end) in enumerate(encoded.offset_mapping[row].tolist()):
-                if not encoded.attention_mask[row, position] or end <= begin:
-                    continue
-                while begin < end - 1 and text[begin].isspace():
-                    begin += 1
-                if begin in covering:
+            offsets = [offset if mask else (0, 0) for offset, mask in
+                       zip(encoded.offset_mapping[row].tolist(), encoded.attention_mask[row].tolist())]
+            paired = paired_llm_tokens(text, offsets, text, llm_encoded.input_ids[row],
+                                       llm_encoded.offset_mapping[row])
+            for position, token in enumerate(paired):
+                if token >= 0:
                     states.append(hidden[row, position])
-                    targets.append(covering[begin])
+                    targets.append(token)
     if not states:
         raise LinguaLiftError("warm start: no encoder token could be paired with an LLM token (empty texts?)")
     return torch.stack(states), embedding[torch.tensor(targets, device=device)].detach()

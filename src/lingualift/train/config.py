@@ -19,6 +19,9 @@ from lingualift.errors import LinguaLiftError
 from lingualift.paths import find_data_dir, resolve_config
 from lingualift.schema import from_dict, option, read_yaml, to_dict
 
+OBJECTIVES = ("lm", "lexical", "mixed")  # lingualift.train.objectives
+
+
 @dataclass
 class ModelSection:
     encoder: str = option("default", help="encoder spec: preset, local dir or hub id")
@@ -83,6 +86,16 @@ class TrainingSection:
     resume_from_checkpoint: str | None = option(None, help="a checkpoints/step-N folder, or latest")
     resume_override: bool = option(False, help="resume even if the checkpoint's stage / model / hyper-parameters differ")
     tensorboard: bool = option(True, help="write TensorBoard logs")
+    objective: str = option("lm", choices=OBJECTIVES,
+                            help="lm: the LLM's next-token loss on the target through the soft prompt (the paper's "
+                                 "stage 1); lexical: no LLM pass, the alignment layer maps each encoder state of the "
+                                 "(code-switched) prompt onto the LLM input embedding of its English token; mixed: "
+                                 "lexical steps with an lm step every training.lm_every steps")
+    lm_every: int = option(10, min=2, help="objective mixed: every N-th step is an lm step, the others lexical")
+    lexical_batch_size: int = option(64, min=1, help="examples per lexical step (objective lexical or mixed)")
+    lexical_cache: bool = option(False, help="lexical steps: run the frozen encoder once over every example at the "
+                                             "start and keep its paired states in memory (~0.15 MB per example for "
+                                             "e5-small), so a step costs only the alignment layer")
 
 
 @dataclass
@@ -142,6 +155,9 @@ def _validate(config: TrainConfig) -> None:
         raise LinguaLiftError(f"{source}: data.train is required (a JSONL file of instructions)")
     if not config.training.output_dir:
         raise LinguaLiftError(f"{source}: training.output_dir is required")
+    if config.training.objective != "lm" and config.method == "sft":
+        raise LinguaLiftError(f"{source}: training.objective {config.training.objective}: the lexical objective "
+                              "trains an alignment layer, which method sft has not; use objective lm")
     if config.data.codeswitch is not None:
         from lingualift.data.codeswitch import CodeSwitchSettings
 

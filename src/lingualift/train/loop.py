@@ -33,9 +33,10 @@ from lingualift import checkpoint
 from lingualift.checkpoint import LOG_FILE, replace_directory
 from lingualift.train.config import REMOVED_OPTIONS, TrainConfig, check_files
 from lingualift.data.collate import Batch
-from lingualift.data.instructions import build_examples, read_instructions
+from lingualift.data.instructions import read_instructions
 from lingualift.errors import LinguaLiftError
 from lingualift.io import atomic_write
+from lingualift.train.objectives import Objective, ObjectiveSchedule
 from lingualift.train.stages import apply_freeze_policy, policy_for
 from lingualift.train.targets import training_target
 from lingualift.model.warmstart import lexical_warm_start
@@ -103,17 +104,15 @@ class EpochBatches:
         return order[start : start + self.batch_size].tolist()
 
 
-def load_training_examples(config: TrainConfig, prompt_template: str):
+def load_training_records(config: TrainConfig) -> list[dict]:
+    """The training rows, code-switched on the fly when `data.codeswitch` asks (the objectives build examples)."""
     records = read_instructions(config.data.train, limit=config.data.max_examples)
     if config.data.codeswitch:
         from lingualift.data.codeswitch import CodeSwitchSettings, codeswitch_records
 
         settings = CodeSwitchSettings.from_dict(config.data.codeswitch, f"{config.source}: data.codeswitch")
         records = codeswitch_records(records, settings, data_dir=config.data_dir)
-    examples = build_examples(records, prompt_template, config.data.target)
-    if not examples:
-        raise LinguaLiftError(f"{config.data.train}: no training examples")
-    return examples
+    return list(records)
 
 
 def _lora_config(config: TrainConfig):
@@ -189,6 +188,9 @@ class Trainer:
         apply_freeze_policy(groups, trainable_groups)
         if config.model.warm_start and "alignment" not in trainable_groups:
             raise LinguaLiftError(f"{config.source}: model.warm_start needs a stage that trains the alignment layer")
+        if training.objective != "lm" and "alignment" not in trainable_groups:
+            raise LinguaLiftError(f"{config.source}: training.objective {training.objective} needs a stage that "
+                                  "trains the alignment layer")
         # Where training continues from, resolved once: `latest` names the newest step checkpoint, if any.
         self.earlier_checkpoint = checkpoint.latest_step_checkpoint(self.output_dir)
         location = training.resume_from_checkpoint
@@ -204,11 +206,14 @@ class Trainer:
             groups = self.target.parameter_groups(model)
         if training.gradient_checkpointing:
             self.target.llm(model).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        self.examples = load_training_examples(config, self.target.prompt_template)
-        self.batches = EpochBatches(len(self.examples), training.batch_size, training.seed,
-                                    self.accelerator.process_index, self.accelerator.num_processes)
-        steps_per_epoch = math.ceil(self.batches.batches_per_epoch / training.gradient_accumulation_steps)
-        self.total_steps = training.max_steps or max(1, math.ceil(training.epochs * steps_per_epoch))
+        self.schedule = ObjectiveSchedule(config, self.target, model, load_training_records(config),
+                                          self.accelerator.num_processes)
+        self.batches = {name: EpochBatches(len(objective.examples), objective.batch_size, training.seed,
+                                           self.accelerator.process_index, self.accelerator.num_processes)
+                        for name, objective in self.schedule.objectives.items()}
+        primary = self.batches[self.schedule.primary.name]
+        steps_per_epoch = math.ceil(primary.batches_per_epoch / training.gradient_accumulation_steps)
+        self.total_steps = training.max_steps or max(1, self.schedule.steps_for(math.ceil(training.epochs * steps_per_epoch)))
         optimizer = _optimizer(model, groups, config, self.policy)
         warmup = training.warmup_ratio if training.warmup_ratio is not None else self.policy.warmup_ratio
         scheduler = get_scheduler(training.lr_scheduler or self.policy.lr_scheduler, optimizer,
@@ -316,9 +321,9 @@ class Trainer:
             logger.warning("resume_override: %s keeps the checkpoint's learning rates", type(scheduler).__name__)
 
     # ------------------------------------------------------------------ loop
-    def _micro_batch(self, index: int) -> Batch:
-        examples = [self.examples[i] for i in self.batches.indices(index)]
-        return self.target.collator(examples).to(self.accelerator.device)
+    def _micro_batch(self, objective: Objective, index: int) -> Batch:
+        examples = [objective.examples[i] for i in self.batches[objective.name].indices(index)]
+        return objective.collate(examples).to(self.accelerator.device)
 
     def train(self) -> Path:
         training = self.config.training
@@ -339,19 +344,23 @@ class Trainer:
         writer = self._tensorboard() if main and training.tensorboard else None
         accumulation = training.gradient_accumulation_steps
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        logger.info("%s/%s: %d examples, %d steps, %s trainable parameters, %d process(es)", self.config.method,
-                    self.stage, len(self.examples), self.total_steps, f"{sum(p.numel() for p in trainable):,}",
-                    self.accelerator.num_processes)
+        logger.info("%s/%s: %d examples, %d steps (objective %s), %s trainable parameters, %d process(es)",
+                    self.config.method, self.stage, len(self.schedule.primary.examples), self.total_steps,
+                    training.objective, f"{sum(p.numel() for p in trainable):,}", self.accelerator.num_processes)
         bar = tqdm(total=self.total_steps, initial=self.step, desc=f"{self.config.method}/{self.stage}",
                    disable=not main, unit="step")
         started, window_loss, window_steps, window_tokens = time.perf_counter(), 0.0, 0, 0
+        window_objectives: dict[str, list[float]] = {}
         self.model.train()
         self.keep_frozen_in_eval()
         initial_norm, warned = self._check_finite(math.nan, trainable), False
         while self.step < self.total_steps:
+            objective, earlier = self.schedule.at(self.step)
             loss, tokens = self.optimizer_step(
-                [self._micro_batch(self.step * accumulation + micro) for micro in range(accumulation)], trainable
+                [self._micro_batch(objective, earlier * accumulation + micro) for micro in range(accumulation)],
+                trainable, objective,
             )
+            window_objectives.setdefault(objective.name, []).append(loss)
             norm = self._check_finite(loss, trainable, step=self.step + 1)
             if not warned and norm > WEIGHT_GROWTH_WARNING * max(initial_norm, 1e-6):
                 warned = True
@@ -366,10 +375,15 @@ class Trainer:
             if self.step % training.log_every == 0 or self.step == self.total_steps:
                 record = {"step": self.step, "loss": window_loss / window_steps, "lr": self.scheduler.get_last_lr()[0],
                           "tokens_per_s": window_tokens / max(time.perf_counter() - started, 1e-9)}
+                if training.objective != "lm":  # the two losses are on different scales: log them apart
+                    record.update({f"loss_{name}": sum(losses) / len(losses)
+                                   for name, losses in sorted(window_objectives.items())})
+                    record["example_passes"] = self.schedule.example_passes(self.step, accumulation)
                 if main:
                     self._log(record, writer)
                     bar.set_postfix(loss=f"{record['loss']:.4f}")
                 started, window_loss, window_steps, window_tokens = time.perf_counter(), 0.0, 0, 0
+                window_objectives = {}
             if training.save_every and self.step % training.save_every == 0 and self.step < self.total_steps:
                 self.save_checkpoint()
         bar.close()
@@ -417,13 +431,19 @@ class Trainer:
         with atomic_write(path) as handle:
             handle.writelines(kept)
 
-    def optimizer_step(self, micro_batches: list[Batch], trainable: list[torch.nn.Parameter]) -> tuple[float, int]:
-        """Forward/backward every micro-batch, then one optimiser step; returns (loss, tokens). `bench` times this."""
+    def optimizer_step(self, micro_batches: list[Batch], trainable: list[torch.nn.Parameter],
+                       objective: Objective | None = None) -> tuple[float, int]:
+        """Forward/backward every micro-batch, then one optimiser step; returns (loss, tokens). `bench` times this.
+
+        `objective` computes the loss (`lingualift.train.objectives`); by default the model's own (LM) loss.
+        """
         total_loss, tokens = 0.0, 0
         for micro, batch in enumerate(micro_batches):
             sync = micro == len(micro_batches) - 1
             with self.accelerator.autocast(), (contextlib.nullcontext() if sync else self.accelerator.no_sync(self.model)):
-                loss = self.model(**batch.model_inputs(), **self.target.forward_options).loss / len(micro_batches)
+                loss = (objective.loss(self.model, batch) if objective is not None
+                        else self.model(**batch.model_inputs(), **self.target.forward_options).loss)
+                loss = loss / len(micro_batches)
                 self.accelerator.backward(loss)
             total_loss += loss.item()
             tokens += batch.num_tokens
@@ -467,6 +487,39 @@ class Trainer:
             logger.info("saved %s", final)
         self.accelerator.wait_for_everyone()
         return self.output_dir / checkpoint.FINAL_DIR
+
+
+def export_step_checkpoint(step_dir: str | os.PathLike, destination: str | os.PathLike,
+                           data_dir: str | None = None) -> Path:
+    """Write a run's step checkpoint as a loadable model (`destination`, like `final`), e.g. to evaluate a
+    stage-1 run at several steps. The model is rebuilt from the run's `train_config.yaml` (no warm start: the
+    checkpoint's tensors replace every trained weight) and saved the way the run saves `final`."""
+    from lingualift.schema import read_yaml
+    from lingualift.train.config import config_from_dict
+
+    step_dir = Path(step_dir)
+    run_config = step_dir.parent.parent / checkpoint.TRAIN_CONFIG_FILE
+    if not run_config.is_file():
+        raise LinguaLiftError(f"{step_dir}: not a step checkpoint of a training run (no {run_config})")
+    state = checkpoint.read_trainer_state(step_dir, str(step_dir))
+    config = config_from_dict(read_yaml(run_config), str(run_config), data_dir=data_dir)
+    if config.training.tuning == "lora":
+        raise LinguaLiftError(f"{step_dir}: exporting a LoRA run's step checkpoint is not supported; resume the "
+                              "run to its end instead")
+    stage, policy = policy_for(config.method, config.stage, config.source)
+    target, model = training_target(config, stage, policy)
+    parameters = dict(model.named_parameters())
+    trainable = checkpoint.load_trainable(step_dir)
+    unknown = sorted(set(trainable) - set(parameters))
+    if unknown:
+        raise LinguaLiftError(f"{step_dir / checkpoint.TRAINABLE_FILE}: holds tensors the run's model lacks "
+                              f"({unknown[0]}, …)")
+    with torch.no_grad():
+        for name, tensor in trainable.items():
+            parameters[name].copy_(tensor)
+    target.save(model, destination)
+    logger.info("exported %s (step %d) to %s", step_dir, state["step"], destination)
+    return Path(destination)
 
 
 def train(config: TrainConfig) -> Path:
