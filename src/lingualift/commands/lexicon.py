@@ -1,4 +1,4 @@
-"""`lingualift lexicon induce|eval|show`: bilingual lexicons without parallel data, and their quality."""
+"""`lingualift lexicon wordlist|induce|eval|show`: bilingual lexicons without parallel data, and their quality."""
 
 from __future__ import annotations
 
@@ -11,6 +11,15 @@ logger = logging.getLogger(__name__)
 
 def configure(parser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    wordlist = sub.add_parser("wordlist", help="frequency-ranked word lists from Debian spell-checking dictionaries "
+                              "(for languages wordfreq lacks: sw te ne mr kn)")
+    wordlist.add_argument("--langs", required=True, help="comma-separated languages, e.g. sw,te,ne,mr,kn")
+    wordlist.add_argument("--words", type=int, default=20000, help="words kept per language (default 20000)")
+    wordlist.add_argument("--encoder", default="default",
+                          help="encoder whose sentencepiece unigram tokenizer ranks the words (default: default)")
+    wordlist.add_argument("--out", required=True, help="folder for XX.txt (one word a line, most probable first) "
+                          "and wordlists.json (source, licence, version of each list)")
 
     induce = sub.add_parser("induce", help="induce en→XX lexicons (MUSE recipe: seeds, Procrustes, CSLS)")
     induce.add_argument("--langs", required=True, help="comma-separated target languages, e.g. de,es,fr,ru,zh,ar")
@@ -61,7 +70,39 @@ def _layer(text: str) -> int | str | None:
 
 
 def run(args) -> int:
-    return {"induce": _induce, "eval": _eval, "show": _show}[args.action](args)
+    return {"wordlist": _wordlist, "induce": _induce, "eval": _eval, "show": _show}[args.action](args)
+
+
+def _wordlist(args) -> int:
+    from lingualift.data.wordlists import build_word_list, spell_dictionary
+    from lingualift.errors import LinguaLiftError
+    from lingualift.io import atomic_write, write_json
+    from lingualift.model.components import build_preset, is_preset, load_tokenizer
+    from lingualift.schema import parse_languages
+
+    if args.words < 1:
+        raise LinguaLiftError(f"--words must be positive, got {args.words}")
+    langs = parse_languages(args.langs, "--langs", allow_all=False)
+    for lang in langs:  # an unknown language fails before the tokenizer loads
+        spell_dictionary(lang)
+    encoder = args.encoder
+    if is_preset(encoder):
+        built = build_preset(encoder, "encoder", "--encoder")
+        tokenizer = built[1] if isinstance(built, tuple) else load_tokenizer(str(built), "--encoder")
+    else:
+        tokenizer = load_tokenizer(encoder, "--encoder")
+    out = Path(args.out)
+    built_lists = {lang: build_word_list(lang, args.words, tokenizer) for lang in langs}
+    provenance = {}
+    for lang, (words, record) in built_lists.items():
+        with atomic_write(out / f"{lang}.txt") as handle:
+            handle.write("".join(f"{word}\n" for word in words))
+        provenance[lang] = {**record, "encoder": encoder}
+        print(f"{lang}: {len(words)} words from {record['package']} {record['version']} ({record['licence']}), "
+              f"{record['dictionary_entries']} dictionary entries")
+    write_json(out / "wordlists.json", provenance)
+    print(f"word lists and wordlists.json in {out}")
+    return 0
 
 
 def _induce(args) -> int:
