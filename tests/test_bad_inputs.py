@@ -538,6 +538,7 @@ for override, place in [
     ("stage1.training.learning_rate=-1", "training.learning_rate"),
     ("stage2.model.llm=tiny-llama", "stage2.model.llm"),
     ("lexicons.languages=[]", "lexicons.languages"),
+    ("lexicons.induced=[sw]", "lexicons.induced"),
     ("diagnose.reference_llm=maybe", "diagnose.reference_llm"),
     ("evaluation.backend=tgi", "evaluation.backend"),
     ("data.codeswitch.ratio=2", "data.codeswitch.ratio"),

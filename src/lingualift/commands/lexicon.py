@@ -41,7 +41,8 @@ def configure(parser) -> None:
                         help="keep target-list words that are more frequent in English (wordfreq) than in the language")
     induce.add_argument("--no-center", action="store_true", help="do not mean-centre vectors before mapping")
     induce.add_argument("--reference", default="muse:{lang}",
-                        help="reference dictionary for P@k ({lang} replaced; default muse:{lang}); 'none' to skip")
+                        help="reference dictionary for P@k ({lang} replaced; default muse:{lang}), 'none' to skip, "
+                        "or LANG=SPEC[,LANG=SPEC…] to score only those languages (e.g. sw=freedict:swh)")
     induce.add_argument("--out", required=True, help="folder for en-XX.tsv, en-XX.seeds.tsv and report.json")
     induce.add_argument("--data-dir", help="data directory holding muse/")
 
@@ -119,9 +120,17 @@ def _induce(args) -> int:
     langs = parse_languages(args.langs, "--langs", allow_all=False)
     corpora = parse_mapping(args.corpus, "--corpus") if args.corpus else {}
     source = lx.VectorSource(args.vectors, prefix=args.prefix, layer=args.layer, batch_size=args.batch_size)
-    references = {}
-    if args.reference != "none":  # fail on a missing reference before minutes of embedding
-        references = {lang: lx.load_lexicon(args.reference.format(lang=lang), lang, args.data_dir) for lang in langs}
+    # Fail on a missing reference before minutes of embedding.
+    if args.reference == "none":
+        reference_specs = {}
+    elif "=" in args.reference:
+        reference_specs = parse_mapping(args.reference, "--reference")
+        unknown = sorted(set(reference_specs) - set(langs))
+        if unknown:
+            raise LinguaLiftError(f"--reference names {', '.join(unknown)}, which --langs does not")
+    else:
+        reference_specs = {lang: args.reference.format(lang=lang) for lang in langs}
+    references = {lang: lx.load_lexicon(spec, lang, args.data_dir) for lang, spec in reference_specs.items()}
     out = Path(args.out)
     started = time.perf_counter()
     src_words, src_vectors = source.words_and_vectors("en", args.words, corpora.get("en"))

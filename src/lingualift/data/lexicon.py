@@ -7,7 +7,8 @@ mapping (identity, identical-string/numeral seeds, or adversarial), iterative Pr
 CSLS retrieval. `evaluate` measures precision@k against a reference dictionary on pairs not used as
 seeds, so an induced lexicon's quality is a number, not a hope.
 
-Lexicon specs (configs and CLI): `muse:de` → `<data_dir>/muse/en-de.txt`; `freedict:swh` → the installed
+Lexicon specs (configs and CLI): `muse:de` → `<data_dir>/muse/en-de.txt`; `induced:sw` → the lexicon
+`scripts/lexicons.sh` induced into the cache (`<cache>/lexicons/induced/en-sw.tsv`); `freedict:swh` → the installed
 FreeDict English–Swahili dictionaries (an evaluation reference); a path to a MUSE-style
 `.txt` (whitespace separated, unranked) or a `.tsv` (`en<TAB>xx[<TAB>rank]`; translations may
 contain spaces).
@@ -234,10 +235,26 @@ def _lang_from_name(path: Path) -> str:
     return match.group(1)
 
 
+def induced_lexicon_dir() -> Path:
+    """Where `scripts/lexicons.sh` puts the induced lexicons (spec `induced:XX` → `en-XX.tsv` there)."""
+    return cache_dir("lexicons", "induced")
+
+
+def induced_lexicon_path(lang: str) -> Path:
+    return induced_lexicon_dir() / f"en-{lang}.tsv"
+
+
 def load_lexicon(spec: str, lang: str | None = None, data_dir: str | Path | None = None) -> Lexicon:
-    """Resolve a lexicon spec: `muse:XX`, `freedict:CODE` (ISO 639-3, needs `lang`), or a path to a MUSE
-    `.txt` or a `.tsv`."""
-    if spec.startswith("freedict:"):
+    """Resolve a lexicon spec: `muse:XX`, `induced:XX`, `freedict:CODE` (ISO 639-3, needs `lang`), or a path
+    to a MUSE `.txt` or a `.tsv`."""
+    if spec.startswith("induced:"):
+        code = spec.split(":", 1)[1]
+        path = induced_lexicon_path(code)
+        if not path.is_file():
+            raise LinguaLiftError(f"lexicon {spec!r}: {path} not found; build the induced lexicons with "
+                                  "`bash scripts/lexicons.sh` (see docs/lexicon-induction.md)")
+        lexicon = read_tsv(path, lang or code)
+    elif spec.startswith("freedict:"):
         if not lang:
             raise LinguaLiftError(f"lexicon {spec!r}: give the language code (FreeDict names languages in ISO 639-3)")
         path = Path(spec)
