@@ -496,6 +496,14 @@ case("lexicon-induce-empty-langs", "--langs")(
     lambda work: ["lexicon", "induce", "--langs", ",", "--out", str(work / "lex")])
 case("lexicon-induce-words-0", "--words")(
     lambda work: ["lexicon", "induce", "--langs", "de", "--words", "0", "--out", str(work / "lex")])
+case("lexicon-induce-drop-foreign-unknown", "--drop-foreign")(
+    lambda work: ["lexicon", "induce", "--langs", "sw", "--drop-foreign", "en,xx", "--out", str(work / "lex")])
+case("lexicon-induce-reference-other-language", "--reference")(
+    lambda work: ["lexicon", "induce", "--langs", "sw", "--reference", "te=none.tsv", "--out", str(work / "lex")])
+case("lexicon-wordlist-unknown-language", "'xx'")(
+    lambda work: ["lexicon", "wordlist", "--langs", "xx", "--out", str(work / "lists")])
+case("lexicon-wordlist-words-0", "--words")(
+    lambda work: ["lexicon", "wordlist", "--langs", "sw", "--words", "0", "--out", str(work / "lists")])
 
 
 # ------------------------------------------------------------------ diagnose, assets, bench

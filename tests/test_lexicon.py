@@ -101,6 +101,11 @@ def test_native_mask_drops_english_words_from_other_language_lists():
     assert lx.native_mask(["dog", "hund", "die", "3"], "de").tolist() == [False, True, True, True]
 
 
+def test_foreign_mask_drops_words_other_languages_use():
+    # `agua` (Spanish) and `sie` (German) sit in the Swahili hunspell list; `maji` and `kila` are Swahili.
+    assert lx.foreign_mask(["maji", "agua", "sie", "kila", "3"], ["es", "de"]).tolist() == [True, False, False, True, True]
+
+
 def test_read_vec(tmp_path):
     path = write(tmp_path / "de.vec", "3 2\nhund 1 0\nkatze 0 1\nhund 5 5\n")
     words, vectors = lx.read_vec(path)

@@ -39,6 +39,9 @@ def configure(parser) -> None:
     induce.add_argument("--knn", type=int, default=10, help="CSLS neighbourhood size k (default 10)")
     induce.add_argument("--keep-english", action="store_true",
                         help="keep target-list words that are more frequent in English (wordfreq) than in the language")
+    induce.add_argument("--drop-foreign", metavar="LANGS",
+                        help="comma-separated wordfreq languages: drop target words any of them uses once per million "
+                        "words or more (for Latin-script lists of languages wordfreq lacks, e.g. sw)")
     induce.add_argument("--no-center", action="store_true", help="do not mean-centre vectors before mapping")
     induce.add_argument("--reference", default="muse:{lang}",
                         help="reference dictionary for P@k ({lang} replaced; default muse:{lang}), 'none' to skip, "
@@ -118,6 +121,10 @@ def _induce(args) -> int:
     if args.words < 1:
         raise LinguaLiftError(f"--words must be positive, got {args.words}")
     langs = parse_languages(args.langs, "--langs", allow_all=False)
+    foreign = parse_languages(args.drop_foreign, "--drop-foreign", allow_all=False) if args.drop_foreign else []
+    unknown = [lang for lang in foreign if lang not in wordfreq.available_languages()]
+    if unknown:
+        raise LinguaLiftError(f"--drop-foreign: wordfreq has no {', '.join(unknown)}")
     corpora = parse_mapping(args.corpus, "--corpus") if args.corpus else {}
     source = lx.VectorSource(args.vectors, prefix=args.prefix, layer=args.layer, batch_size=args.batch_size)
     # Fail on a missing reference before minutes of embedding.
@@ -146,6 +153,11 @@ def _induce(args) -> int:
             dropped = int((~keep).sum())
             tgt_words, tgt_vectors = [w for w, k in zip(tgt_words, keep) if k], tgt_vectors[keep]
             logger.info("en-%s: dropped %d target words more frequent in English", lang, dropped)
+        if foreign:
+            keep = lx.foreign_mask(tgt_words, foreign)
+            dropped += int((~keep).sum())
+            tgt_words, tgt_vectors = [w for w, k in zip(tgt_words, keep) if k], tgt_vectors[keep]
+            logger.info("en-%s: dropped %d target words frequent in %s", lang, int((~keep).sum()), ",".join(foreign))
         embedded = time.perf_counter()
         result = lx.induce(lang, src_words, src_vectors, tgt_words, tgt_vectors, init=args.init,
                            refinements=args.refinements, k=args.knn, center=not args.no_center, source=args.vectors)

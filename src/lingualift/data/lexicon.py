@@ -339,6 +339,21 @@ def native_mask(words: Sequence[str], lang: str) -> np.ndarray:
     return np.array([is_numeral(w) or native.get(w, 0.0) >= english.get(w, 0.0) for w in words], dtype=bool)
 
 
+def foreign_mask(words: Sequence[str], others: Sequence[str], min_frequency: float = 1e-6) -> np.ndarray:
+    """True for words that no language in `others` uses at `min_frequency` or more (wordfreq; 1e-6 is
+    Zipf 3, once per million words), and numerals.
+
+    For languages wordfreq lacks there is no native frequency to compare with (`native_mask`), and
+    Latin-script dictionaries built from web text hold other languages' words (the Swahili hunspell
+    list has `agua`, `hunde`, `sie`): in one shared encoder space such a word wins its English query.
+    """
+    import wordfreq
+
+    tables = [wordfreq.get_frequency_dict(lang) for lang in others]
+    return np.array([is_numeral(w) or all(table.get(w, 0.0) < min_frequency for table in tables) for w in words],
+                    dtype=bool)
+
+
 def read_vec(path: str | Path, max_words: int | None = None) -> tuple[list[str], np.ndarray]:
     """Read a fastText `.vec` file (header `count dim`, then `word v1 … vd`), most frequent first."""
     path = require_file(path, "word vector file")
