@@ -77,6 +77,16 @@ def test_load_lexicon_specs(tmp_path):
         lx.load_lexicon(str(write(tmp_path / "en-xx.txt", "\n\n")))
 
 
+def test_induced_spec_reads_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINGUALIFT_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(LinguaLiftError, match="scripts/lexicons.sh"):
+        lx.load_lexicon("induced:sw")
+    write(lx.induced_lexicon_path("sw"), "water\tmaji\t1\nwater\tmajia\t2\n")
+    lexicon = lx.load_lexicon("induced:sw")
+    assert lexicon.lang == "sw" and lexicon.best("water") == ["maji"]
+    assert lx.induced_lexicon_path("sw") == tmp_path / "cache" / "lexicons" / "induced" / "en-sw.tsv"
+
+
 def test_real_muse_dictionaries(shared_data):
     de = lx.load_lexicon("muse:de", data_dir=shared_data)
     assert "Hund".lower() in de.translations("dog")

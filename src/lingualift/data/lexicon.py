@@ -257,7 +257,7 @@ def load_lexicon(spec: str, lang: str | None = None, data_dir: str | Path | None
     elif spec.startswith("freedict:"):
         if not lang:
             raise LinguaLiftError(f"lexicon {spec!r}: give the language code (FreeDict names languages in ISO 639-3)")
-        path = Path(spec)
+        path = FREEDICT_DIR
         lexicon = read_freedict(spec.split(":", 1)[1], lang)
     elif spec.startswith("muse:"):
         code = spec.split(":", 1)[1]
@@ -268,7 +268,7 @@ def load_lexicon(spec: str, lang: str | None = None, data_dir: str | Path | None
     else:
         path = Path(spec)
         if not path.is_file():
-            raise LinguaLiftError(f"lexicon {spec!r} not found: use muse:XX or a path to a .txt/.tsv file")
+            raise LinguaLiftError(f"lexicon {spec!r} not found: use muse:XX, induced:XX or a path to a .txt/.tsv file")
         lexicon = read_tsv(path, lang) if path.suffix == ".tsv" else read_muse(path, lang)
     if not lexicon.entries:
         raise LinguaLiftError(f"lexicon {spec!r} ({path}) is empty")

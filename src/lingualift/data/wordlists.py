@@ -117,8 +117,7 @@ def dictionary_words(lang: str, hunspell_dir: Path | None = None) -> list[str]:
     if dump.returncode != 0:
         raise LinguaLiftError(f"aspell has no {entry.name} dictionary: {_install_hint(entry)} "
                               f"({dump.stderr.decode('utf-8', 'replace').strip()})")
-    expand = subprocess.run([aspell, f"--lang={entry.name}", "expand"], input=dump.stdout, capture_output=True,
-                            check=False)
+    expand = subprocess.run([aspell, f"--lang={entry.name}", "expand"], input=dump.stdout, capture_output=True)
     if expand.returncode != 0:
         raise LinguaLiftError(f"aspell expand failed for {entry.name}: {expand.stderr.decode('utf-8', 'replace')}")
     return parse_aspell_expand(expand.stdout.decode("utf-8"))
