@@ -12,7 +12,7 @@ Layout of the output directory (`outputs/pipeline/` by default):
 
     pipeline_state.json     phases: fingerprint, seconds, summary
     config.yaml             the effective pipeline config (after --set)
-    lexicons/en-XX.tsv      MUSE dictionaries restricted to the words of the stage-1 prompts
+    lexicons/en-XX.tsv      lexicons (MUSE or induced) restricted to the stage-1 prompt words
     data/stage1.jsonl       code-switched GSM8K train prompts, English worked solutions
     data/stage2.jsonl       English GSM8K train (solutions end with "The answer is: N")
     runs/stage1, runs/stage2  training outputs (checkpoints in runs/*/final)
