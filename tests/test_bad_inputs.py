@@ -521,6 +521,14 @@ case("lexicon-induce-empty-langs", "--langs")(
     lambda work: ["lexicon", "induce", "--langs", ",", "--out", str(work / "lex")])
 case("lexicon-induce-words-0", "--words")(
     lambda work: ["lexicon", "induce", "--langs", "de", "--words", "0", "--out", str(work / "lex")])
+case("lexicon-induce-drop-foreign-unknown", "--drop-foreign")(
+    lambda work: ["lexicon", "induce", "--langs", "sw", "--drop-foreign", "en,xx", "--out", str(work / "lex")])
+case("lexicon-induce-reference-other-language", "--reference")(
+    lambda work: ["lexicon", "induce", "--langs", "sw", "--reference", "te=none.tsv", "--out", str(work / "lex")])
+case("lexicon-wordlist-unknown-language", "'xx'")(
+    lambda work: ["lexicon", "wordlist", "--langs", "xx", "--out", str(work / "lists")])
+case("lexicon-wordlist-words-0", "--words")(
+    lambda work: ["lexicon", "wordlist", "--langs", "sw", "--words", "0", "--out", str(work / "lists")])
 
 
 # ------------------------------------------------------------------ diagnose, assets, bench
@@ -579,6 +587,7 @@ for override, place in [
     ("stage1.training.learning_rate=-1", "training.learning_rate"),
     ("stage2.model.llm=tiny-llama", "stage2.model.llm"),
     ("lexicons.languages=[]", "lexicons.languages"),
+    ("lexicons.induced=[sw]", "lexicons.induced"),
     ("diagnose.reference_llm=maybe", "diagnose.reference_llm"),
     ("evaluation.backend=tgi", "evaluation.backend"),
     ("data.codeswitch.ratio=2", "data.codeswitch.ratio"),

@@ -77,6 +77,16 @@ def test_load_lexicon_specs(tmp_path):
         lx.load_lexicon(str(write(tmp_path / "en-xx.txt", "\n\n")))
 
 
+def test_induced_spec_reads_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINGUALIFT_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(LinguaLiftError, match="scripts/lexicons.sh"):
+        lx.load_lexicon("induced:sw")
+    write(lx.induced_lexicon_path("sw"), "water\tmaji\t1\nwater\tmajia\t2\n")
+    lexicon = lx.load_lexicon("induced:sw")
+    assert lexicon.lang == "sw" and lexicon.best("water") == ["maji"]
+    assert lx.induced_lexicon_path("sw") == tmp_path / "cache" / "lexicons" / "induced" / "en-sw.tsv"
+
+
 def test_real_muse_dictionaries(shared_data):
     de = lx.load_lexicon("muse:de", data_dir=shared_data)
     assert "Hund".lower() in de.translations("dog")
@@ -99,6 +109,11 @@ def test_word_list_from_corpus_and_wordfreq(tmp_path):
 
 def test_native_mask_drops_english_words_from_other_language_lists():
     assert lx.native_mask(["dog", "hund", "die", "3"], "de").tolist() == [False, True, True, True]
+
+
+def test_foreign_mask_drops_words_other_languages_use():
+    # `agua` (Spanish) and `sie` (German) sit in the Swahili hunspell list; `maji` and `kila` are Swahili.
+    assert lx.foreign_mask(["maji", "agua", "sie", "kila", "3"], ["es", "de"]).tolist() == [True, False, False, True, True]
 
 
 def test_read_vec(tmp_path):

@@ -242,3 +242,20 @@ def test_an_llm_folder_changed_in_place_retrains_stage1(tmp_path, data_dir, caps
     assert stage1_plan() == "reuse up to date"
     save_llm(seed=2)  # same folder, same file sizes, other weights
     assert stage1_plan() == "run config changed"
+
+
+def test_induced_lexicons_serve_languages_muse_lacks(tmp_path, data_dir, capsys):
+    from lingualift.data.lexicon import induced_lexicon_path
+
+    out = tmp_path / "out"
+    languages = ("--set", "lexicons.languages=[de,sw]", "--set", "lexicons.induced=[sw]")
+    assert _run(out, data_dir, *languages, "--until", "data") == 2
+    err = capsys.readouterr().err
+    assert "no induced lexicon for sw" in err and "scripts/lexicons.sh" in err and not out.exists()
+    induced_lexicon_path("sw").write_text("apples\tmatufaha\t1\nbuys\tananunua\t1\n", encoding="utf-8")
+    assert _run(out, data_dir, *languages, "--until", "data") == 0
+    summary = _state(out)["phases"]["lexicons"]["summary"]["languages"]
+    assert summary["sw"]["source"] == "induced" and summary["sw"]["kept_words"] == 2
+    assert summary["de"]["source"] == "muse"
+    switched = [json.loads(line) for line in (out / "data" / "stage1.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert any("matufaha" in r["question"] for r in switched if r["codeswitch"]["langs"] == ["sw"])

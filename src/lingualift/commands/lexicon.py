@@ -1,4 +1,4 @@
-"""`lingualift lexicon induce|eval|show`: bilingual lexicons without parallel data, and their quality."""
+"""`lingualift lexicon wordlist|induce|eval|show`: bilingual lexicons without parallel data, and their quality."""
 
 from __future__ import annotations
 
@@ -11,6 +11,15 @@ logger = logging.getLogger(__name__)
 
 def configure(parser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    wordlist = sub.add_parser("wordlist", help="frequency-ranked word lists from Debian spell-checking dictionaries "
+                              "(for languages wordfreq lacks: sw te ne mr kn)")
+    wordlist.add_argument("--langs", required=True, help="comma-separated languages, e.g. sw,te,ne,mr,kn")
+    wordlist.add_argument("--words", type=int, default=20000, help="words kept per language (default 20000)")
+    wordlist.add_argument("--encoder", default="default",
+                          help="encoder whose sentencepiece unigram tokenizer ranks the words (default: default)")
+    wordlist.add_argument("--out", required=True, help="folder for XX.txt (one word a line, most probable first) "
+                          "and wordlists.json (source, licence, version of each list)")
 
     induce = sub.add_parser("induce", help="induce en→XX lexicons (MUSE recipe: seeds, Procrustes, CSLS)")
     induce.add_argument("--langs", required=True, help="comma-separated target languages, e.g. de,es,fr,ru,zh,ar")
@@ -30,9 +39,13 @@ def configure(parser) -> None:
     induce.add_argument("--knn", type=int, default=10, help="CSLS neighbourhood size k (default 10)")
     induce.add_argument("--keep-english", action="store_true",
                         help="keep target-list words that are more frequent in English (wordfreq) than in the language")
+    induce.add_argument("--drop-foreign", metavar="LANGS",
+                        help="comma-separated wordfreq languages: drop target words any of them uses once per million "
+                        "words or more (for Latin-script lists of languages wordfreq lacks, e.g. sw)")
     induce.add_argument("--no-center", action="store_true", help="do not mean-centre vectors before mapping")
     induce.add_argument("--reference", default="muse:{lang}",
-                        help="reference dictionary for P@k ({lang} replaced; default muse:{lang}); 'none' to skip")
+                        help="reference dictionary for P@k ({lang} replaced; default muse:{lang}), 'none' to skip, "
+                        "or LANG=SPEC[,LANG=SPEC…] to score only those languages (e.g. sw=freedict:swh)")
     induce.add_argument("--out", required=True, help="folder for en-XX.tsv, en-XX.seeds.tsv and report.json")
     induce.add_argument("--data-dir", help="data directory holding muse/")
 
@@ -61,7 +74,39 @@ def _layer(text: str) -> int | str | None:
 
 
 def run(args) -> int:
-    return {"induce": _induce, "eval": _eval, "show": _show}[args.action](args)
+    return {"wordlist": _wordlist, "induce": _induce, "eval": _eval, "show": _show}[args.action](args)
+
+
+def _wordlist(args) -> int:
+    from lingualift.data.wordlists import build_word_list, spell_dictionary
+    from lingualift.errors import LinguaLiftError
+    from lingualift.io import atomic_write, write_json
+    from lingualift.model.components import build_preset, is_preset, load_tokenizer
+    from lingualift.schema import parse_languages
+
+    if args.words < 1:
+        raise LinguaLiftError(f"--words must be positive, got {args.words}")
+    langs = parse_languages(args.langs, "--langs", allow_all=False)
+    for lang in langs:  # an unknown language fails before the tokenizer loads
+        spell_dictionary(lang)
+    encoder = args.encoder
+    if is_preset(encoder):
+        built = build_preset(encoder, "encoder", "--encoder")
+        tokenizer = built[1] if isinstance(built, tuple) else load_tokenizer(str(built), "--encoder")
+    else:
+        tokenizer = load_tokenizer(encoder, "--encoder")
+    out = Path(args.out)
+    built_lists = {lang: build_word_list(lang, args.words, tokenizer) for lang in langs}
+    provenance = {}
+    for lang, (words, record) in built_lists.items():
+        with atomic_write(out / f"{lang}.txt") as handle:
+            handle.write("".join(f"{word}\n" for word in words))
+        provenance[lang] = {**record, "encoder": encoder}
+        print(f"{lang}: {len(words)} words from {record['package']} {record['version']} ({record['licence']}), "
+              f"{record['dictionary_entries']} dictionary entries")
+    write_json(out / "wordlists.json", provenance)
+    print(f"word lists and wordlists.json in {out}")
+    return 0
 
 
 def _induce(args) -> int:
@@ -77,11 +122,23 @@ def _induce(args) -> int:
         raise LinguaLiftError(f"--words must be positive, got {args.words}")
     langs = parse_languages(args.langs, "--langs", allow_all=False)
     check_output_dir(args.out, ("en-*.tsv", "report.json"), "--out")
+    foreign = parse_languages(args.drop_foreign, "--drop-foreign", allow_all=False) if args.drop_foreign else []
+    unknown = [lang for lang in foreign if lang not in wordfreq.available_languages()]
+    if unknown:
+        raise LinguaLiftError(f"--drop-foreign: wordfreq has no {', '.join(unknown)}")
     corpora = parse_mapping(args.corpus, "--corpus") if args.corpus else {}
     source = lx.VectorSource(args.vectors, prefix=args.prefix, layer=args.layer, batch_size=args.batch_size)
-    references = {}
-    if args.reference != "none":  # fail on a missing reference before minutes of embedding
-        references = {lang: lx.load_lexicon(args.reference.format(lang=lang), lang, args.data_dir) for lang in langs}
+    # Fail on a missing reference before minutes of embedding.
+    if args.reference == "none":
+        reference_specs = {}
+    elif "=" in args.reference:
+        reference_specs = parse_mapping(args.reference, "--reference")
+        unknown = sorted(set(reference_specs) - set(langs))
+        if unknown:
+            raise LinguaLiftError(f"--reference names {', '.join(unknown)}, which --langs does not")
+    else:
+        reference_specs = {lang: args.reference.format(lang=lang) for lang in langs}
+    references = {lang: lx.load_lexicon(spec, lang, args.data_dir) for lang, spec in reference_specs.items()}
     out = Path(args.out)
     started = time.perf_counter()
     src_words, src_vectors = source.words_and_vectors("en", args.words, corpora.get("en"))
@@ -97,6 +154,11 @@ def _induce(args) -> int:
             dropped = int((~keep).sum())
             tgt_words, tgt_vectors = [w for w, k in zip(tgt_words, keep) if k], tgt_vectors[keep]
             logger.info("en-%s: dropped %d target words more frequent in English", lang, dropped)
+        if foreign:
+            keep = lx.foreign_mask(tgt_words, foreign)
+            dropped += int((~keep).sum())
+            tgt_words, tgt_vectors = [w for w, k in zip(tgt_words, keep) if k], tgt_vectors[keep]
+            logger.info("en-%s: dropped %d target words frequent in %s", lang, int((~keep).sum()), ",".join(foreign))
         embedded = time.perf_counter()
         result = lx.induce(lang, src_words, src_vectors, tgt_words, tgt_vectors, init=args.init,
                            refinements=args.refinements, k=args.knn, center=not args.no_center, source=args.vectors)

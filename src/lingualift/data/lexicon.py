@@ -7,7 +7,9 @@ mapping (identity, identical-string/numeral seeds, or adversarial), iterative Pr
 CSLS retrieval. `evaluate` measures precision@k against a reference dictionary on pairs not used as
 seeds, so an induced lexicon's quality is a number, not a hope.
 
-Lexicon specs (configs and CLI): `muse:de` → `<data_dir>/muse/en-de.txt`; a path to a MUSE-style
+Lexicon specs (configs and CLI): `muse:de` → `<data_dir>/muse/en-de.txt`; `induced:sw` → the lexicon
+`scripts/lexicons.sh` induced into the cache (`<cache>/lexicons/induced/en-sw.tsv`); `freedict:swh` → the installed
+FreeDict English–Swahili dictionaries (an evaluation reference); a path to a MUSE-style
 `.txt` (whitespace separated, unranked) or a `.tsv` (`en<TAB>xx[<TAB>rank]`; translations may
 contain spaces).
 """
@@ -16,10 +18,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import re
+import sys
 import unicodedata
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -153,6 +157,79 @@ def write_tsv(lexicon: Lexicon, path: str | Path) -> Path:
     return path
 
 
+_DICTD_DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+FREEDICT_DIR = Path("/usr/share/dictd")
+
+
+def _dictd_number(text: str) -> int:
+    value = 0
+    for char in text:
+        value = value * 64 + _DICTD_DIGITS.index(char)
+    return value
+
+
+def read_dictd(index: Path) -> Iterator[tuple[str, list[str]]]:
+    """`(headword, translation lines)` of a dictd dictionary (`X.index` beside `X.dict.dz` or `X.dict`).
+
+    The index holds `headword<TAB>offset<TAB>length` in dictd's base-64 digits; an entry's first line
+    repeats the headword with pronunciation and part of speech, the lines after it are its senses.
+    """
+    import gzip
+
+    index = require_file(index, "dictd index")
+    stem = index.with_suffix("")
+    packed, plain = stem.with_name(stem.name + ".dict.dz"), stem.with_name(stem.name + ".dict")
+    if packed.is_file():
+        data = gzip.decompress(packed.read_bytes())  # dictzip is gzip with a random-access table
+    elif plain.is_file():
+        data = plain.read_bytes()
+    else:
+        raise LinguaLiftError(f"{index}: no {packed.name} or {plain.name} beside it")
+    for number, line in iter_text_lines(index):
+        parts = line.split("\t")
+        if len(parts) != 3:
+            raise LinguaLiftError(f"{index}:{number}: expected `headword<TAB>offset<TAB>length`")
+        headword, offset, length = parts[0], _dictd_number(parts[1]), _dictd_number(parts[2])
+        if headword.startswith("00database") or headword.startswith("00-database"):
+            continue
+        body = data[offset : offset + length].decode("utf-8").splitlines()
+        yield headword, [line.strip() for line in body[1:] if line.strip()]
+
+
+def _single_words(lines: Iterable[str]) -> list[str]:
+    """The one-word senses of dictd entry lines: `fee, payment` → fee, payment; glosses with spaces and
+    sense numbers (`1.`) are dropped (a word-level reference cannot score phrases)."""
+    words = []
+    for line in lines:
+        for part in re.split(r"[,;]", line):
+            word = part.strip().lower()
+            if word and " " not in word and is_word(word):
+                words.append(word)
+    return words
+
+
+def read_freedict(code: str, lang: str, directory: Path = FREEDICT_DIR) -> Lexicon:
+    """English → `lang` pairs from the FreeDict dictionaries installed for ISO 639-3 `code`: `eng-CODE`
+    as it is and `CODE-eng` reversed, merged (an evaluation reference, e.g. `freedict:swh` for Swahili,
+    which MUSE lacks: Debian packages dict-freedict-eng-swh and dict-freedict-swh-eng)."""
+    lexicon = Lexicon(lang, source=f"FreeDict {code} ({directory})")
+    forward, backward = directory / f"freedict-eng-{code}.index", directory / f"freedict-{code}-eng.index"
+    if not forward.is_file() and not backward.is_file():
+        raise LinguaLiftError(f"no FreeDict eng-{code} or {code}-eng dictionary in {directory}: "
+                              f"apt-get install dict-freedict-eng-{code} dict-freedict-{code}-eng")
+    if forward.is_file():
+        for headword, lines in read_dictd(forward):
+            if " " not in headword.strip():
+                for translation in _single_words(lines):
+                    lexicon.add(headword.strip(), translation)
+    if backward.is_file():
+        for headword, lines in read_dictd(backward):
+            if " " not in headword.strip() and is_word(headword.strip()):
+                for english in _single_words(lines):
+                    lexicon.add(english, headword.strip().lower())
+    return lexicon
+
+
 def _lang_from_name(path: Path) -> str:
     match = re.fullmatch(r"en-([A-Za-z_]+)(?:\..*)?", path.name)
     if not match:
@@ -160,9 +237,31 @@ def _lang_from_name(path: Path) -> str:
     return match.group(1)
 
 
+def induced_lexicon_dir() -> Path:
+    """Where `scripts/lexicons.sh` puts the induced lexicons (spec `induced:XX` → `en-XX.tsv` there)."""
+    return cache_dir("lexicons", "induced")
+
+
+def induced_lexicon_path(lang: str) -> Path:
+    return induced_lexicon_dir() / f"en-{lang}.tsv"
+
+
 def load_lexicon(spec: str, lang: str | None = None, data_dir: str | Path | None = None) -> Lexicon:
-    """Resolve a lexicon spec: `muse:XX`, or a path to a MUSE `.txt` or a `.tsv`."""
-    if spec.startswith("muse:"):
+    """Resolve a lexicon spec: `muse:XX`, `induced:XX`, `freedict:CODE` (ISO 639-3, needs `lang`), or a path
+    to a MUSE `.txt` or a `.tsv`."""
+    if spec.startswith("induced:"):
+        code = spec.split(":", 1)[1]
+        path = induced_lexicon_path(code)
+        if not path.is_file():
+            raise LinguaLiftError(f"lexicon {spec!r}: {path} not found; build the induced lexicons with "
+                                  "`bash scripts/lexicons.sh` (see docs/lexicon-induction.md)")
+        lexicon = read_tsv(path, lang or code)
+    elif spec.startswith("freedict:"):
+        if not lang:
+            raise LinguaLiftError(f"lexicon {spec!r}: give the language code (FreeDict names languages in ISO 639-3)")
+        path = FREEDICT_DIR
+        lexicon = read_freedict(spec.split(":", 1)[1], lang)
+    elif spec.startswith("muse:"):
         code = spec.split(":", 1)[1]
         path = find_data_dir(data_dir) / "muse" / f"en-{code}.txt"
         if not path.is_file():
@@ -171,7 +270,7 @@ def load_lexicon(spec: str, lang: str | None = None, data_dir: str | Path | None
     else:
         path = Path(spec)
         if not path.is_file():
-            raise LinguaLiftError(f"lexicon {spec!r} not found: use muse:XX or a path to a .txt/.tsv file")
+            raise LinguaLiftError(f"lexicon {spec!r} not found: use muse:XX, induced:XX or a path to a .txt/.tsv file")
         lexicon = read_tsv(path, lang) if path.suffix == ".tsv" else read_muse(path, lang)
     if not lexicon.entries:
         raise LinguaLiftError(f"lexicon {spec!r} ({path}) is empty")
@@ -182,7 +281,15 @@ def load_lexicon(spec: str, lang: str | None = None, data_dir: str | Path | None
 # Word lists and word vectors
 # --------------------------------------------------------------------------------------------------
 
-_TOKEN = re.compile(r"\w+", re.UNICODE)
+@functools.cache
+def _token_pattern() -> re.Pattern:
+    """Runs of word characters *and combining marks*: `\\w` alone splits `हैं` into `ह` (vowel signs are marks).
+
+    Zero-width (non-)joiners, which Indic spelling puts inside words, join too (`is_word` then drops
+    the rare token that keeps one). Built once: the mark class is every code point of category M.
+    """
+    marks = "".join(chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)).startswith("M"))
+    return re.compile(f"[\\w{re.escape(marks)}\u200c\u200d]+")
 
 
 def is_word(token: str) -> bool:
@@ -207,7 +314,7 @@ def word_list(lang: str, n: int, corpus: str | Path | None = None) -> list[str]:
     if corpus is not None:
         counts: collections.Counter[str] = collections.Counter()
         for _, line in iter_text_lines(require_file(corpus, f"{lang} corpus")):
-            counts.update(token.lower() for token in _TOKEN.findall(line) if is_word(token))
+            counts.update(token.lower() for token in _token_pattern().findall(line) if is_word(token))
         words = [word for word, _ in counts.most_common(n)]
         where = str(corpus)
     else:
@@ -232,6 +339,21 @@ def native_mask(words: Sequence[str], lang: str) -> np.ndarray:
 
     native, english = wordfreq.get_frequency_dict(lang), wordfreq.get_frequency_dict("en")
     return np.array([is_numeral(w) or native.get(w, 0.0) >= english.get(w, 0.0) for w in words], dtype=bool)
+
+
+def foreign_mask(words: Sequence[str], others: Sequence[str], min_frequency: float = 1e-6) -> np.ndarray:
+    """True for words that no language in `others` uses at `min_frequency` or more (wordfreq; 1e-6 is
+    Zipf 3, once per million words), and numerals.
+
+    For languages wordfreq lacks there is no native frequency to compare with (`native_mask`), and
+    Latin-script dictionaries built from web text hold other languages' words (the Swahili hunspell
+    list has `agua`, `hunde`, `sie`): in one shared encoder space such a word wins its English query.
+    """
+    import wordfreq
+
+    tables = [wordfreq.get_frequency_dict(lang) for lang in others]
+    return np.array([is_numeral(w) or all(table.get(w, 0.0) < min_frequency for table in tables) for w in words],
+                    dtype=bool)
 
 
 def read_vec(path: str | Path, max_words: int | None = None) -> tuple[list[str], np.ndarray]:

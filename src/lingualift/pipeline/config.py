@@ -61,8 +61,16 @@ class ModelsSection:
 @dataclass
 class LexiconsSection:
     languages: list[str] = option(default_factory=lambda: ["de", "es", "fr", "ru", "zh", "ja", "th", "bn"],
-                                  help="stage-1 languages (MUSE has no sw or te dictionary)")
+                                  help="stage-1 languages (MUSE has no sw te ne mr kn: list those in `induced` too)")
     source: str = option("muse", choices=("muse",), help="muse: <data_dir>/muse/en-XX.txt")
+    induced: list[str] = option(default_factory=list,
+                                help="languages of `languages` whose lexicon is induced without parallel data "
+                                     "(MUSE has none for sw te ne mr kn): <cache>/lexicons/induced/en-XX.tsv, "
+                                     "built by scripts/lexicons.sh")
+
+    def spec(self, lang: str) -> str:
+        """The lexicon spec of stage-1 language `lang`."""
+        return f"induced:{lang}" if lang in self.induced else f"muse:{lang}"
 
 
 @dataclass
@@ -202,8 +210,11 @@ def validate(config: PipelineConfig) -> None:
             raise LinguaLiftError(f"{source}: models.{role}: expected a model spec (preset, folder or hub id)")
     if not config.lexicons.languages:
         raise LinguaLiftError(f"{source}: lexicons.languages: expected a non-empty list of language codes")
+    stray = [lang for lang in config.lexicons.induced if lang not in config.lexicons.languages]
+    if stray:
+        raise LinguaLiftError(f"{source}: lexicons.induced: {', '.join(stray)} not in lexicons.languages")
     resolve_languages(config)
-    codeswitch_settings(config, {lang: f"muse:{lang}" for lang in config.lexicons.languages}) \
+    codeswitch_settings(config, {lang: config.lexicons.spec(lang) for lang in config.lexicons.languages}) \
         .validate(f"{source}: data.codeswitch")
     layout = Layout(Path(config.output_dir))
     for stage in STAGES:

