@@ -974,3 +974,58 @@ def _(work):
     model.save_pretrained(work / "lora", include_frozen=False)
     (work / "lora" / "llm_adapter" / "adapter_config.json").write_text("{oops", encoding="utf-8")
     return ["generate", "--model", str(work / "lora"), "q?"]
+
+
+# the page (`lingualift demo`): every flag is checked before Gradio is imported, a model loads or the server starts
+
+
+def _without_cuda(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+issue26_case("demo-port-out-of-range", "--port 70000")(lambda work: ["demo", "--port", "70000"])
+issue26_case("demo-port-negative", "--port -1")(lambda work: ["demo", "--port", "-1"])
+issue26_case("demo-host-unresolvable", "--host 'no-such-host.invalid'")(
+    lambda work: ["demo", "--host", "no-such-host.invalid"])
+issue26_case("demo-host-not-of-this-machine", "--host 192.0.2.1")(  # TEST-NET-1: never a local address
+    lambda work: ["demo", "--host", "192.0.2.1", "--port", "7860"])
+issue26_case("demo-device-cuda-without-cuda", "--device cuda", patch=_without_cuda)(
+    lambda work: ["demo", "--device", "cuda"])
+issue26_case("demo-dtype-unknown", "--dtype int3")(lambda work: ["demo", "--dtype", "int3"])
+issue26_case("demo-prompt-template-unknown", "--prompt-template")(lambda work: ["demo", "--prompt-template", "oops"])
+issue26_case("demo-model-missing-folder", "--model")(lambda work: ["demo", "--model", str(work / "no-such-model")])
+issue26_case("demo-model-empty", "--model")(lambda work: ["demo", "--model", " "])
+issue26_case("demo-model-is-a-folder-of-user-data", "--model")(
+    lambda work: ["demo", "--model", str(folder_of_user_data(work))])
+issue26_case("demo-pipeline-dir-missing", "--pipeline-dir")(
+    lambda work: ["demo", "--pipeline-dir", str(work / "no-such-run")])
+issue26_case("demo-pipeline-dir-not-a-pipeline-run", "--pipeline-dir")(
+    lambda work: ["demo", "--pipeline-dir", str(folder_of_user_data(work))])
+
+
+@issue26_case("demo-model-is-a-file", "--model")
+def _(work):
+    (work / "model.safetensors").write_bytes(b"not weights")
+    return ["demo", "--model", str(work / "model.safetensors")]
+
+
+@issue26_case("demo-model-is-a-step-checkpoint", "step checkpoint")
+def _(work):
+    (work / "step-10").mkdir()
+    (work / "step-10" / "trainer_state.json").write_text('{"step": 10}', encoding="utf-8")
+    return ["demo", "--model", str(work / "step-10")]
+
+
+def test_demo_port_in_use_is_one_clean_error(isolated, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        before = snapshot(isolated)
+        rc = main(["demo", "--host", "127.0.0.1", "--port", str(port), "--runs", str(isolated)])
+    check_error(rc, capsys.readouterr().err, f"--port {port}: already in use")
+    assert snapshot(isolated) == before
