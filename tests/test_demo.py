@@ -244,6 +244,77 @@ def test_runs_browser_stays_inside_its_root(client, site, tmp_path):
         shutil.rmtree(site["root"] / "deep", ignore_errors=True)
 
 
+def test_damaged_runs_give_messages_naming_the_file(client, site):
+    """Prediction lines that parse but are not records (wrong types, a list, nesting too deep), results.json
+    numbers that are not numbers, an oversized prediction file and a chart that is not an image: each is a
+    message on the page naming the file (and line), never an unexpected error; a bad chart leaves the tables."""
+    damaged = site["root"] / "damaged"
+    lines = {"wrong-type": '{"id": [1], "output": "x", "gold": "1", "correct": true}',
+             "a-list": "[1, 2]", "too-deep": "[" * 100_000 + "]" * 100_000}
+    try:
+        for name, line in lines.items():
+            shutil.copytree(site["runs"] / "fake", damaged / name)
+            with open(damaged / name / "predictions" / "mgsm" / "sw.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+        shutil.copytree(site["runs"] / "fake", damaged / "bad-numbers")
+        results_file = damaged / "bad-numbers" / "results.json"
+        results = json.loads(results_file.read_text(encoding="utf-8"))
+        results["tasks"]["mgsm"]["languages"]["sw"]["accuracy"] = "high"
+        results_file.write_text(json.dumps(results), encoding="utf-8")
+        shutil.copytree(site["runs"] / "fake", damaged / "bad-chart")
+        (damaged / "bad-chart" / "results.png").write_bytes(b"not a png")
+        shutil.copytree(site["runs"] / "fake", damaged / "huge")
+        with open(damaged / "huge" / "predictions" / "mgsm" / "sw.jsonl", "r+b") as handle:
+            handle.truncate(300 * 2**20)  # sparse: no disk used
+        status, _ = _open(client, "damaged")
+        assert status.startswith("6 run(s)"), status
+        for run, fragment in (("wrong-type", "sw.jsonl:7: prediction record field 'id' is [1]"),
+                              ("a-list", "sw.jsonl:7: a JSON list, not a prediction record"),
+                              ("too-deep", "sw.jsonl:7: not a JSON prediction record"),
+                              ("bad-numbers", "results.json: mgsm/sw lacks n / accuracy / ci95"),
+                              ("huge", "sw.jsonl: 300 MiB, more than the page reads")):
+            info, table, *_ = client.predict(run, api_name="/show_run")
+            assert info.startswith("⚠") and fragment in info and "unexpected" not in info, (run, info)
+            assert table["data"] == []
+        info, table, chart, *_ = client.predict("bad-chart", api_name="/show_run")
+        assert "results.png` is not a readable image" in info and chart is None
+        assert table["data"] and "12 predictions" in info
+    finally:
+        shutil.rmtree(damaged, ignore_errors=True)
+
+
+def test_page_bounds_what_it_is_sent(site):
+    """Values only the API (or a modified page) can send: an answer length beyond the slider, a problem number
+    that is not a whole number, a question the size of a document."""
+    from lingualift.tools.demo.ask_page import MAX_QUESTION_CHARS, benchmark_problem
+
+    pool = site["pool"]
+    for tokens in (0, 10**9, 2.5, float("nan"), "many"):
+        with pytest.raises(Exception, match="whole number from 1 to 1024"):
+            next(ask(pool, "2 + 2?", max_new_tokens=tokens))
+    with pytest.raises(Exception, match=f"at most {MAX_QUESTION_CHARS:,}"):
+        next(ask(pool, "x" * (MAX_QUESTION_CHARS + 1)))
+    assert benchmark_problem("mgsm", "sw", 5.0, site["data"])[0].question == QUESTIONS["sw"].format(n=5)
+    for index in (2.5, -1, 6, float("inf")):
+        with pytest.raises(Exception, match="has problems 0 to 5"):
+            benchmark_problem("mgsm", "sw", index, site["data"])
+
+
+def test_pipeline_dir_flag_is_checked_before_the_page_starts(tmp_path):
+    """An explicit --pipeline-dir must hold a trained checkpoint when the page's models come from it; with
+    --model it only supplies the runs."""
+    from lingualift.commands.demo import check_pipeline_dir
+    from lingualift.errors import LinguaLiftError
+
+    out = tmp_path / "pipeline"
+    (out / "runs" / "stage1").mkdir(parents=True)
+    with pytest.raises(LinguaLiftError, match="no trained checkpoint"):
+        check_pipeline_dir(out, models_from_it=True)
+    check_pipeline_dir(out, models_from_it=False)
+    _fake_checkpoint(out / "runs" / "stage1" / "final", "plain")
+    check_pipeline_dir(out, models_from_it=True)
+
+
 def test_cli_user_mistakes_exit_2(tmp_path, capsys):
     assert main(["demo", "--runs", str(tmp_path / "nope")]) == 2
     assert main(["demo", "--max-new-tokens", "0"]) == 2
@@ -280,6 +351,11 @@ def test_default_models_come_from_the_last_pipeline_run(tmp_path):
     assert default_models(out)[0] == ModelEntry("LLM alone: base-llm (paper template)", str(base_llm), "paper")
     (base_llm / "chat_template.jinja").write_text("{{ messages[0]['content'] }}")
     assert default_models(out)[0].prompt_template == "chat"
+    (base_llm / "chat_template.jinja").unlink()
+    (base_llm / "tokenizer_config.json").write_text("{oops")  # damaged: the LLM's load fails on the page
+    assert default_models(out)[0].prompt_template == "paper"
+    (out / "config.yaml").write_text("models: [default]\n")  # not a mapping: the default LLM
+    assert default_models(out)[0].spec == "default"
 
 
 def test_answers_stream_token_by_token():

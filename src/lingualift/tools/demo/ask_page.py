@@ -6,6 +6,7 @@ polls the pool while models load, so it shows each model's real state without a 
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -25,6 +26,8 @@ from lingualift.tools.demo.models import ModelPool
 ASK_TASKS = ("mgsm", "mmwp", "msvamp")  # benchmarks offered in the "Ask" page (numeric answers)
 STATUS_POLL_SECONDS = 1.0  # how often the models panel refreshes while a model is still loading
 ADD_WAIT_SECONDS = 120  # a model added on the page: answer "loaded" / "failed" if it settles this soon
+MAX_QUESTION_CHARS = 20_000  # benchmark questions are under 2,000; a pasted book is a mistake, not a question
+PAGE_TOKEN_LIMIT = 1024  # the answer-length slider's top (raised to --max-new-tokens when that is larger)
 
 
 @dataclass
@@ -126,17 +129,28 @@ def stream_answer(generator, question: str, *, max_new_tokens: int, stop: list[s
     yield trim_at_stop(streamer.text(), stop)
 
 
+def token_budget(value, limit: int = PAGE_TOKEN_LIMIT) -> int:
+    """The answer length the page was sent (the slider, or any value through the API) as a whole number from
+    1 to `limit`: a huge one would tie up the one generation slot for every user of the page."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or value != int(value) or not 1 <= value <= limit):
+        raise LinguaLiftError(f"max new tokens must be a whole number from 1 to {limit}, got {value!r}")
+    return int(value)
+
+
 def ask(pool: ModelPool, question: str, *, gold: str | None = None, task: str = "mgsm", lang: str = "xx",
-        max_new_tokens: int = 256) -> Iterator[list[Answer]]:
+        max_new_tokens: int = 256, token_limit: int = PAGE_TOKEN_LIMIT) -> Iterator[list[Answer]]:
     """Ask every model of the pool, one after another; yields the whole answer list after each step (and each
     new piece of an answer) so the page shows progress: waiting / loading / generating (text growing) / done."""
     question = (question or "").strip()
     if not question:
         raise LinguaLiftError("the question is empty: type a question (any language) or load a benchmark problem")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise LinguaLiftError(f"the question is {len(question):,} characters long; the page takes at most "
+                              f"{MAX_QUESTION_CHARS:,} (one question, not a document)")
     if not pool.labels:
         raise LinguaLiftError("no models loaded: start with --model SPEC or add one on the page")
-    if max_new_tokens is None or int(max_new_tokens) < 1:
-        raise LinguaLiftError(f"max new tokens must be a positive integer, got {max_new_tokens}")
+    max_new_tokens = token_budget(max_new_tokens, token_limit)
     gold = canonical_gold(gold)
     task_def = get_task(task or "mgsm")
     example = Example("asked", lang or "xx", question, gold or "")
@@ -157,7 +171,7 @@ def ask(pool: ModelPool, question: str, *, gold: str | None = None, task: str = 
         start = time.perf_counter()
         try:
             with pool.generate_lock:
-                for answer.output in stream_answer(generator, question, max_new_tokens=int(max_new_tokens),
+                for answer.output in stream_answer(generator, question, max_new_tokens=max_new_tokens,
                                                    stop=list(task_def.stop)):
                     answer.seconds = time.perf_counter() - start
                     yield answers
@@ -224,10 +238,11 @@ def benchmark_problem(task: str, lang: str, index: int, data_dir: str | Path | N
     if not task or not lang:
         raise LinguaLiftError("pick a benchmark and a language first")
     examples = _examples(task, lang, str(data_dir) if data_dir else None)
-    index = int(index or 0)
-    if not 0 <= index < len(examples):
+    index = 0 if index is None else index
+    if (isinstance(index, bool) or not isinstance(index, (int, float)) or not math.isfinite(index)
+            or index != int(index) or not 0 <= index < len(examples)):
         raise LinguaLiftError(f"{task}/{lang} has problems 0 to {len(examples) - 1}; got {index}")
-    return examples[index], len(examples)
+    return examples[int(index)], len(examples)
 
 
 # --- the page --------------------------------------------------------------------------------------------
@@ -238,6 +253,7 @@ def build_ask_tab(app, pool: ModelPool, *, data_dir: str | Path | None = None, m
     import gradio as gr
 
     benchmarks = available_benchmarks(data_dir)
+    token_limit = max(PAGE_TOKEN_LIMIT, max_new_tokens)
     first_task = next(iter(benchmarks), None)
     with gr.Tab("Ask", id="ask"):
         with gr.Row(equal_height=True):
@@ -259,7 +275,7 @@ def build_ask_tab(app, pool: ModelPool, *, data_dir: str | Path | None = None, m
                                 "benchmark problems.")
                     bench_task = gr.State(None)
                     bench_lang = gr.State(None)
-                tokens = gr.Slider(8, 1024, value=max_new_tokens, step=8, label="max new tokens", scale=2)
+                tokens = gr.Slider(min(8, max_new_tokens), token_limit, value=max_new_tokens, step=8, label="max new tokens", scale=2)
         ask_status = gr.Markdown(elem_classes="ll-status", elem_id="ask-status")
         answers = gr.Dataframe(table([], ANSWER_HEADERS), label="Answers, side by side", interactive=False,
                                wrap=True, elem_id="answers", column_widths=["18%", "10%", "9%", "8%", "7%", "48%"])
@@ -278,7 +294,7 @@ def build_ask_tab(app, pool: ModelPool, *, data_dir: str | Path | None = None, m
         answers_list: list[Answer] = []
         try:
             for answers_list in ask(pool, text, gold=gold_text, task=task or "mgsm", lang=lang or "xx",
-                                    max_new_tokens=n_tokens):
+                                    max_new_tokens=n_tokens, token_limit=token_limit):
                 busy = [a for a in answers_list if a.state in ("loading", "generating", "waiting")]
                 status = (f"… {busy[0].state} `{busy[0].model}` ({len(answers_list) - len(busy) + 1}/"
                           f"{len(answers_list)})…" if busy else "")

@@ -7,7 +7,6 @@ template it was trained with); without a pipeline run, the embedded default LLM 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -15,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from lingualift.checkpoint import CONFIG_FILE, is_lingualift_checkpoint
+from lingualift.checkpoint import is_lingualift_checkpoint, read_model_config
 from lingualift.data.prompts import PROMPT_TEMPLATES
 from lingualift.errors import LinguaLiftError
+from lingualift.io import read_json
 from lingualift.pipeline.config import STAGES, Layout
 from lingualift.schema import read_yaml
 from lingualift.tools.demo.common import first_line, logger
@@ -49,13 +49,19 @@ def _has_chat_template(spec: str) -> bool:
     folder = Path(spec)
     if (folder / "chat_template.jinja").is_file():
         return True
-    config = folder / "tokenizer_config.json"
-    return config.is_file() and bool(json.loads(config.read_text(encoding="utf-8")).get("chat_template"))
+    config_file = folder / "tokenizer_config.json"
+    if not config_file.is_file():
+        return False
+    try:
+        config = read_json(config_file)
+    except LinguaLiftError:  # a damaged tokenizer: the LLM fails to load, and the page says why
+        return False
+    return isinstance(config, dict) and bool(config.get("chat_template"))
 
 
 def _trained_template(checkpoint: Path) -> str | None:
-    config = json.loads((checkpoint / CONFIG_FILE).read_text(encoding="utf-8"))
-    return config.get("prompt_template")
+    template = (read_model_config(checkpoint) or {}).get("prompt_template")
+    return template if isinstance(template, str) else None
 
 
 def default_models(pipeline_dir: str | Path | None = DEFAULT_PIPELINE_DIR) -> list[ModelEntry]:
@@ -68,7 +74,8 @@ def default_models(pipeline_dir: str | Path | None = DEFAULT_PIPELINE_DIR) -> li
         return [ModelEntry("default LLM alone (chat template)", "default", "chat")]
     config_file = layout.out / "config.yaml"
     config = read_yaml(config_file) if config_file.is_file() else {}
-    llm = str((config.get("models") or {}).get("llm") or "default")
+    models = config.get("models")
+    llm = str((models.get("llm") if isinstance(models, dict) else None) or "default")
     trained = _trained_template(checkpoints[-1][1])
     # Zero-shot, an instruct LLM answers best through its chat template; otherwise it gets the template the
     # bridge was trained with, so the two read the same words.

@@ -23,11 +23,12 @@ from lingualift.eval.report import ci_text, order_by_tier, pct
 from lingualift.eval.runner import paired_differences
 from lingualift.eval.tasks import TIERS, tier_of
 from lingualift.io import read_json
-from lingualift.tools.demo.common import MAX_ROWS, message, table
+from lingualift.tools.demo.common import MAX_ROWS, first_line, message, table
 
 STATUSES = ("all", "correct", "wrong", "no answer")
 MAX_SEARCH_DEPTH = 4  # folder levels searched below the opened folder (runs/eval/<model>/<config> fits)
 MAX_RUNS = 200  # the search stops after this many runs
+MAX_PREDICTION_BYTES = 256 * 2**20  # one prediction file (a full MGSM language is under 1 MiB)
 
 
 # --- evaluation runs -------------------------------------------------------------------------------------
@@ -84,8 +85,36 @@ def find_runs(root: str | Path, folder: str | Path | None = None) -> dict[str, P
     return dict(sorted(runs.items()))
 
 
+_NUMBER = (int, float)
+RECORD_FIELDS = {  # a prediction record's fields (as `lingualift eval` writes them) and the types the page reads
+    "id": (str, int), "output": (str,), "gold": (str, *_NUMBER), "correct": (bool,),
+    "extracted": (str, *_NUMBER, type(None)), "prompt": (str,), "task": (str,), "lang": (str,),
+}
+REQUIRED_FIELDS = ("id", "output", "gold", "correct")
+
+
+def _record_problem(record) -> str | None:
+    """Why a parsed line is not a prediction record the page can show (None: it is one)."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not a prediction record (an object)"
+    missing = [key for key in REQUIRED_FIELDS if key not in record]
+    if missing:
+        return f"prediction record lacks {', '.join(missing)}"
+    for key, types in RECORD_FIELDS.items():
+        if key in record and not isinstance(record[key], types):
+            wanted = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            return f"prediction record field {key!r} is {json.dumps(record[key])[:40]}, not a {wanted}"
+    return None
+
+
 def read_records(path: Path) -> tuple[list[dict], bool]:
-    """The records of one prediction file, read-only; also whether a half-written last line was skipped."""
+    """The records of one prediction file, read-only; also whether a half-written last line was skipped.
+
+    Not `io.iter_jsonl`: a run in progress ends with a half-written line, which is skipped here, not an error."""
+    size = path.stat().st_size
+    if size > MAX_PREDICTION_BYTES:
+        raise LinguaLiftError(f"{path}: {size / 2**20:,.0f} MiB, more than the page reads from one prediction file "
+                              f"({MAX_PREDICTION_BYTES // 2**20} MiB); not a `lingualift eval` prediction file?")
     data = path.read_bytes()
     keep = data.rfind(b"\n") + 1
     records = []
@@ -94,30 +123,53 @@ def read_records(path: Path) -> tuple[list[dict], bool]:
             continue
         try:
             record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise LinguaLiftError(f"{path}:{line_number}: not a JSON prediction record; this run is corrupt "
                                   "(delete the file and re-run `lingualift eval` to recompute it)") from None
-        missing = [k for k in ("id", "output", "gold", "correct") if not isinstance(record, dict) or k not in record]
-        if missing:
-            raise LinguaLiftError(f"{path}:{line_number}: prediction record lacks {', '.join(missing)}; this run is corrupt")
+        problem = _record_problem(record)
+        if problem:
+            raise LinguaLiftError(f"{path}:{line_number}: {problem}; this run is corrupt (delete the file and "
+                                  "re-run `lingualift eval` to recompute it)")
         records.append(record)
     return records, keep < len(data)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, _NUMBER) and not isinstance(value, bool)
+
+
+def _is_interval(value) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)
+
+
+def _is_summary(entry, *keys: str) -> bool:
+    """An accuracy summary the tables can format: a number `accuracy`, a two-number `ci95`, and `keys`."""
+    return (isinstance(entry, dict) and _is_number(entry.get("accuracy")) and _is_interval(entry.get("ci95"))
+            and all(key in entry for key in keys))
+
+
 def _check_results(results, path: Path) -> dict:
-    """Fail with one line (not a KeyError deep in the page) when results.json is not `summarize`'s output."""
+    """Fail with one line (not a KeyError or TypeError deep in the page) when results.json is not `summarize`'s
+    output: every number the tables format is checked here."""
     problem = None
     if not isinstance(results, dict) or not isinstance(results.get("tasks"), dict):
         problem = "has no 'tasks' object"
     else:
         for name, task in results["tasks"].items():
-            if not isinstance(task, dict) or not all(isinstance(task.get(k), dict) for k in ("languages", "tiers", "overall")):
+            if not isinstance(task, dict) or not all(isinstance(task.get(k), dict) for k in ("languages", "tiers")):
                 problem = f"task {name!r} lacks languages / tiers / overall"
+            elif not _is_summary(task.get("overall")):
+                problem = f"task {name!r}: overall lacks a numeric accuracy / ci95"
+            else:
+                bad_tier = next((tier for tier, group in task["tiers"].items() if not _is_summary(group)), None)
+                bad_lang = next((lang for lang, entry in task["languages"].items()
+                                 if not _is_summary(entry, "n") or not isinstance(entry["n"], int)), None)
+                if bad_tier is not None:
+                    problem = f"{name}/{bad_tier} (tier) lacks a numeric accuracy / ci95"
+                elif bad_lang is not None:
+                    problem = f"{name}/{bad_lang} lacks n / accuracy / ci95 (numbers)"
+            if problem:
                 break
-            for lang, entry in task["languages"].items():
-                if not isinstance(entry, dict) or not {"n", "accuracy", "ci95"} <= set(entry):
-                    problem = f"{name}/{lang} lacks n / accuracy / ci95"
-                    break
     if problem:
         raise LinguaLiftError(f"{path}: {problem}; not a `lingualift eval` results file "
                               f"(`lingualift score {path.parent}` rewrites it from the predictions)")
@@ -323,6 +375,21 @@ def _shown_note(shown: int, total: int) -> str:
     return f"{shown} of {total} predictions match the filters{more}"
 
 
+def _chart_image(view: RunView) -> tuple[object | None, list[str]]:
+    """The run's results.png as an RGB image, or none and a notice when the file is not a readable image (the
+    tables do not depend on it)."""
+    if view.chart is None:
+        return None, []
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(view.chart) as img:
+            return img.convert("RGB"), []
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
+        return None, [f"`{view.chart}` is not a readable image ({first_line(exc)}); the chart is left out "
+                      f"(`lingualift score {view.path}` redraws it)."]
+
+
 def build_runs_tab(app, *, runs_root: str | Path, initial: str | Path | None = None) -> None:
     """The "Runs" tab inside an open `gr.Blocks` (`app`): folders are searched inside `runs_root` only;
     `initial` (a folder inside it) is listed as the page opens."""
@@ -390,18 +457,13 @@ def build_runs_tab(app, *, runs_root: str | Path, initial: str | Path | None = N
     def do_show(state, label):
         try:
             view = view_of(state, label)
+            rows = accuracy_rows(view.results) if view.results else []
+            image, chart_notice = _chart_image(view)
         except Exception as exc:
             return (message(exc), table([], ACCURACY_HEADERS), None, gr.update(choices=["all"], value="all"),
                     gr.update(choices=["all"], value="all"), "", table([], PREDICTION_HEADERS))
         info = [f"**{label}**: model `{view.run_config.get('model', '?')}`, {len(view.records)} predictions",
-                *[f"⚠ {n}" for n in view.notices]]
-        rows = accuracy_rows(view.results) if view.results else []
-        image = None
-        if view.chart:
-            from PIL import Image
-
-            with Image.open(view.chart) as img:
-                image = img.convert("RGB")
+                *[f"⚠ {n}" for n in [*view.notices, *chart_notice]]]
         tasks = ["all", *sorted({r["task"] for r in view.records})]
         langs = ["all", *order_by_tier(sorted({r["lang"] for r in view.records}))]
         return ("\n\n".join(info), table(rows, ACCURACY_HEADERS), image, gr.update(choices=tasks, value="all"),
