@@ -1003,6 +1003,10 @@ issue26_case("demo-pipeline-dir-missing", "--pipeline-dir")(
     lambda work: ["demo", "--pipeline-dir", str(work / "no-such-run")])
 issue26_case("demo-pipeline-dir-not-a-pipeline-run", "--pipeline-dir")(
     lambda work: ["demo", "--pipeline-dir", str(folder_of_user_data(work))])
+issue26_case("demo-runs-is-a-file", "--runs")(
+    lambda work: ["demo", "--runs", str(mgsm_data(work) / "mgsm" / "mgsm_de.tsv")])
+issue26_case("demo-data-dir-missing", "data directory not found")(
+    lambda work: ["demo", "--data-dir", str(work / "no-such-data")])
 
 
 @issue26_case("demo-model-is-a-file", "--model")

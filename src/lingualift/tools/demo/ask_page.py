@@ -275,7 +275,8 @@ def build_ask_tab(app, pool: ModelPool, *, data_dir: str | Path | None = None, m
                                 "benchmark problems.")
                     bench_task = gr.State(None)
                     bench_lang = gr.State(None)
-                tokens = gr.Slider(min(8, max_new_tokens), token_limit, value=max_new_tokens, step=8, label="max new tokens", scale=2)
+                tokens = gr.Slider(min(8, max_new_tokens), token_limit, value=max_new_tokens, step=8,
+                                   label="max new tokens", scale=2)
         ask_status = gr.Markdown(elem_classes="ll-status", elem_id="ask-status")
         answers = gr.Dataframe(table([], ANSWER_HEADERS), label="Answers, side by side", interactive=False,
                                wrap=True, elem_id="answers", column_widths=["18%", "10%", "9%", "8%", "7%", "48%"])
