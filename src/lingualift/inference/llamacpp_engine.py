@@ -17,7 +17,6 @@ come from the checkpoint's HF tokenizer, so the GGUF's vocabulary only has to ha
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import logging
 import os
 import subprocess
@@ -32,41 +31,14 @@ from tqdm.auto import tqdm
 
 from lingualift.checkpoint import is_lingualift_checkpoint, path_fingerprint
 from lingualift.errors import LinguaLiftError
+from lingualift.inference.base import LLAMACPP_DEFAULT_PRECISION, LLAMACPP_PRECISIONS, check_backend
 from lingualift.inference.engine import EngineGenerator, hf_sampling_defaults, plain_llm_dir
 from lingualift.model import components
 from lingualift.paths import cache_dir
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("f32", "f16", "q8_0")
-DEFAULT_PRECISION = "f16"  # the precision study (docs/performance.md, "llama.cpp precision") picks it
-INSTALL_HINT = "the llamacpp backend needs llama-cpp-python built for this CPU: run `bash scripts/llamacpp_env.sh`"
-BUILD_STAMP = ".lingualift-llamacpp-build"  # written next to the environment by scripts/llamacpp_env.sh
-
-
-def cpu_flags() -> set[str]:
-    """The instruction-set flags of this CPU, as scripts/llamacpp_env.sh keys its native build."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith(("flags", "Features")):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def check_installation() -> None:
-    """Cheap pre-flight (no import of the native library): the binding is installed, and its native build was
-    made for this CPU (a build for another CPU kind may die with an illegal instruction)."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise LinguaLiftError(INSTALL_HINT)
-    stamp = Path(sys.prefix) / BUILD_STAMP
-    if stamp.is_file():
-        lines = stamp.read_text(encoding="utf-8").splitlines()
-        if len(lines) < 2 or set(lines[1].split()) != cpu_flags():
-            raise LinguaLiftError("llama-cpp-python here was built for another CPU (its native kernels may crash "
-                                  "on this one): rebuild it with `bash scripts/llamacpp_env.sh`")
+PRECISIONS, DEFAULT_PRECISION = LLAMACPP_PRECISIONS, LLAMACPP_DEFAULT_PRECISION
 
 
 def check_precision(precision: str) -> None:
@@ -75,7 +47,7 @@ def check_precision(precision: str) -> None:
 
 
 def _import_llama_cpp():
-    check_installation()
+    check_backend("llamacpp")
     import llama_cpp
     from llama_cpp import _logger
 
