@@ -286,15 +286,19 @@ class LlamaCppGenerator(EngineGenerator):
 
     def _decode(self, prompts: list, *, max_new_tokens: int, stop, do_sample: bool, temperature: float,
                 top_p: float, min_new_tokens: int = 0) -> list[list[int]]:
+        """Decode one chunk together: `prompts` are id lists (tokens in) or `[length, hidden]` tensors
+        (embeddings in)."""
         llama = self._llama
+        embeddings = bool(prompts) and isinstance(prompts[0], torch.Tensor)
         lengths = [len(p) for p in prompts]
         needed = max(lengths) + max_new_tokens
         if needed > self.max_positions:
             logger.warning("prompt + %d new tokens (%d positions) exceed the model's %d", max_new_tokens, needed,
                            self.max_positions)
         ctx = self._context(len(prompts), needed)
-        logits = self._prefill(ctx, prompts)
-        history = [list(map(int, p)) if not self.bridge else [] for p in prompts]  # what a repetition penalty sees
+        logits = self._prefill(ctx, prompts, embeddings)
+        # What a repetition penalty sees, as in HF: the prompt's ids, none for a prompt given as embeddings.
+        history = [[] if embeddings else list(map(int, p)) for p in prompts]
         generated: list[list[int]] = [[] for _ in prompts]
         active = list(range(len(prompts)))
         stops = _Stops(self.tokenizer, stop)
@@ -329,11 +333,10 @@ class LlamaCppGenerator(EngineGenerator):
             llama.llama_batch_free(batch)
         return generated
 
-    def _prefill(self, ctx, prompts: list) -> np.ndarray:
-        """Feed every prompt (ids as tokens, packed rows as embeddings) in batches of up to n_batch positions;
-        returns the logits after each prompt's last position, one row per prompt."""
+    def _prefill(self, ctx, prompts: list, embeddings: bool) -> np.ndarray:
+        """Feed every prompt (ids as tokens, packed rows as embeddings; sequence i at positions 0..len-1) in
+        batches of up to n_batch positions; returns the logits after each prompt's last position."""
         llama = self._llama
-        embeddings = self.bridge
         capacity = self._n_batch
         batch = llama.llama_batch_init(capacity, self.n_embd if embeddings else 0, 1)
         last_logits = np.empty((len(prompts), self.n_vocab), dtype=np.float32)
@@ -342,7 +345,7 @@ class LlamaCppGenerator(EngineGenerator):
             filled = 0
             embd = (np.ctypeslib.as_array(batch.embd, shape=(capacity, self.n_embd)) if embeddings else None)
             for index, prompt in enumerate(prompts):
-                rows = prompt.numpy() if embeddings else np.asarray(prompt, dtype=np.int32)
+                rows = prompt.float().numpy() if embeddings else np.asarray(prompt, dtype=np.int32)
                 for position in range(len(rows)):
                     if filled == capacity:
                         self._flush(ctx, batch, filled, pending, last_logits)
