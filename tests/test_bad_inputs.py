@@ -683,3 +683,54 @@ def test_bad_input_as_a_real_subprocess(name, isolated):
                             stdin=subprocess.DEVNULL, cwd=isolated.parent)
     check_error(result.returncode, result.stderr, case.place)
     assert snapshot(isolated) == before
+
+
+# ------------------------------------------------------------------ the llama.cpp backend (issue 27)
+LLAMACPP_CASES: list[Case] = []
+
+
+def llamacpp_case(name: str, place: str):
+    def register(setup):
+        LLAMACPP_CASES.append(Case(name, setup, place))
+        return setup
+    return register
+
+
+@llamacpp_case("eval-llamacpp-unknown-precision", "--precision")
+def _(work):
+    return [*EVAL, "--backend", "llamacpp", "--precision", "q4_0", "--data-dir", str(mgsm_data(work)),
+            "--langs", "de", "--out", str(work / "run")]
+
+
+@llamacpp_case("eval-precision-without-llamacpp", "--precision")
+def _(work):
+    return [*EVAL, "--precision", "f16", "--data-dir", str(mgsm_data(work)), "--langs", "de",
+            "--out", str(work / "run")]
+
+
+@llamacpp_case("bench-llamacpp-unknown-precision", "--llamacpp-precisions")
+def _(work):
+    return ["bench", "--backend", "llamacpp", "--llamacpp-precisions", "q4_0", "--output", str(work / "bench.json")]
+
+
+@llamacpp_case("eval-llamacpp-unconvertible-model", "converter cannot take this model")
+def _(work):
+    pytest.importorskip("llama_cpp", reason="needs llama-cpp-python (bash scripts/llamacpp_env.sh)")
+    from lingualift.model import components
+
+    model, tokenizer = components.load_component("tiny-llama", components.LLM)
+    model.config.architectures = ["NoSuchArchitectureForCausalLM"]
+    model.save_pretrained(work / "odd-llm")
+    tokenizer.save_pretrained(work / "odd-llm")
+    return ["eval", "--model", str(work / "odd-llm"), "--backend", "llamacpp", "--precision", "f32", "--offline",
+            "--no-progress", "--max-new-tokens", "2", "--data-dir", str(mgsm_data(work)), "--langs", "de",
+            "--out", str(work / "run")]
+
+
+@pytest.mark.parametrize("case", LLAMACPP_CASES, ids=[c.name for c in LLAMACPP_CASES])
+def test_llamacpp_bad_input(case, isolated, capsys):
+    argv = case.setup(isolated)
+    before = snapshot(isolated)
+    rc = main(argv)
+    check_error(rc, capsys.readouterr().err, case.place)
+    assert snapshot(isolated) == before

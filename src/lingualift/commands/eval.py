@@ -18,9 +18,9 @@ def add_backend_arguments(parser) -> None:
                         help="hf: transformers generate (default); vllm: a vLLM engine, installed in its own "
                              "environment by scripts/vllm_env.sh; llamacpp: llama.cpp on the CPU, built by "
                              "scripts/llamacpp_env.sh (docs/performance.md)")
-    parser.add_argument("--precision", choices=LLAMACPP_PRECISIONS,
-                        help=f"llamacpp: the LLM weights' precision in GGUF (default {LLAMACPP_DEFAULT_PRECISION}; "
-                             "converted once per checkpoint and cached)")
+    parser.add_argument("--precision", help=f"llamacpp: the LLM weights' precision in GGUF: "
+                        f"{', '.join(LLAMACPP_PRECISIONS)} (default {LLAMACPP_DEFAULT_PRECISION}; converted once per "
+                        "checkpoint and cached)")
     parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs to shard the LLM over")
     parser.add_argument("--vllm-lora", choices=("merge", "request"), default="merge",
                         help="vllm, LoRA stage-2 checkpoints: merge into a temporary plain checkpoint (default) "
@@ -30,9 +30,13 @@ def add_backend_arguments(parser) -> None:
 def backend_options(args) -> dict:
     """load_generator keyword arguments for the chosen backend."""
     from lingualift.errors import LinguaLiftError
+    from lingualift.inference.base import LLAMACPP_PRECISIONS
 
     if args.precision is not None and args.backend != "llamacpp":
         raise LinguaLiftError("--precision only applies to --backend llamacpp (use --dtype for hf and vllm)")
+    if args.precision is not None and args.precision not in LLAMACPP_PRECISIONS:
+        raise LinguaLiftError(f"--precision: unknown llama.cpp precision {args.precision!r}; choose from "
+                              f"{', '.join(LLAMACPP_PRECISIONS)}")
     if args.backend == "llamacpp":
         return {"precision": args.precision} if args.precision else {}
     if args.backend != "vllm":
@@ -109,8 +113,8 @@ def run(args) -> int:
 
     from lingualift.inference import check_backend
 
-    check_backend(args.backend)  # an environment without the engine fails before data and models are touched
     options = backend_options(args)
+    check_backend(args.backend)  # an environment without the engine fails before data and models are touched
     if args.batch_size is None:
         args.batch_size = DEFAULT_BATCH_SIZES[args.backend]
     for value, flag in ((args.limit, "--limit"), (args.batch_size, "--batch-size"),
