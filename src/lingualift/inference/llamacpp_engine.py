@@ -69,12 +69,15 @@ def converter_source() -> Path:
     return llama_dir
 
 
-# Runs llama.cpp's converter with its own gguf-py first on the path. A BPE pre-tokenizer the converter does not
-# know (tiny test tokenizers, new models) is written as "default": lingualift tokenizes with the HF tokenizer.
+# Runs llama.cpp's converter with its own gguf-py first on the path. lingualift tokenizes with the HF tokenizer,
+# so the GGUF's vocabulary only has to load: a BPE pre-tokenizer the converter does not know (tiny test
+# tokenizers, new models) is written as "default", and a BPE vocabulary without merges (a byte-level test
+# tokenizer) gets one placeholder merge, without which llama.cpp refuses the file.
 _CONVERT = """
 import runpy, sys
 llama_dir = sys.argv[1]
 sys.path[:0] = [llama_dir, llama_dir + "/gguf-py"]
+import gguf
 from conversion import base
 known = base.TextModel.get_vocab_base_pre
 def tolerant(self, tokenizer):
@@ -83,6 +86,12 @@ def tolerant(self, tokenizer):
     except NotImplementedError:
         return "default"
 base.TextModel.get_vocab_base_pre = tolerant
+load_vocab = gguf.SpecialVocab._load
+def load_with_merges(self, path):
+    load_vocab(self, path)
+    if self.load_merges and not self.merges:
+        self.merges = ["\u0120 \u0120"]
+gguf.SpecialVocab._load = load_with_merges
 sys.argv = [llama_dir + "/convert_hf_to_gguf.py"] + sys.argv[2:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
