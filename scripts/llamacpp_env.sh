@@ -6,7 +6,8 @@
 # the build options, kept per key under ~/.cache/lingualift/llamacpp/wheels, and reinstalled whenever the
 # key of the installed one differs. The key is also written next to the venv, and the backend refuses to
 # start when it does not match the CPU it runs on (lingualift.inference.llamacpp_engine.check_build).
-# The unpacked sdist is kept too: its vendor/llama.cpp/convert_hf_to_gguf.py converts checkpoints to GGUF.
+# The unpacked sdist is kept too (its path is the stamp's third line): its vendor/llama.cpp/convert_hf_to_gguf.py
+# converts checkpoints to GGUF.
 # Source it or run it; idempotent (a few seconds when nothing changed; ~5-10 min to build on 2 cores).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,7 +34,7 @@ if [ ! -f "$sdist_dir/vendor/llama.cpp/convert_hf_to_gguf.py" ]; then
   mv "$tmp/llama_cpp_python-$version" "$sdist_dir.partial" && mv "$sdist_dir.partial" "$sdist_dir"
   mv "$tmp"/llama_cpp_python-"$version".tar.gz "$cache/src/" && rm -rf "$tmp"
 fi
-if [ ! -f "$stamp" ] || [ "$(head -1 "$stamp")" != "$key" ]; then
+if [ ! -f "$stamp" ] || [ "$(head -1 "$stamp")" != "$key" ] || [ "$(sed -n 3p "$stamp")" != "$sdist_dir" ]; then
   wheels="$cache/wheels/$key"
   if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
     echo "[llamacpp-env] building llama-cpp-python $version for this CPU (key $key; several minutes)"
@@ -44,7 +45,7 @@ if [ ! -f "$stamp" ] || [ "$(head -1 "$stamp")" != "$key" ]; then
   fi
   "$python" -m pip install --quiet --force-reinstall --no-deps "$wheels"/llama_cpp_python-*.whl
   "$python" -m pip install --quiet "numpy>=1.20" "typing-extensions>=4.5" "diskcache>=5.6.1" "jinja2>=2.11.3" "gguf>=0.10"
-  printf '%s\n%s\n' "$key" "$cpu_flags" > "$stamp"
+  printf '%s\n%s\n%s\n' "$key" "$cpu_flags" "$sdist_dir" > "$stamp"
 fi
 "$python" -c "import llama_cpp; print('[llamacpp-env] llama-cpp-python', llama_cpp.__version__, 'built for this CPU')"
 export LINGUALIFT_LLAMACPP_SOURCE="$sdist_dir"

@@ -65,14 +65,7 @@ def bridge_checkpoint(path, lora: bool = False):
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
-    """Converted GGUF files go to a temporary cache; the converter's source stays where the script put it."""
-    from lingualift.paths import cache_dir
-
-    if importlib.util.find_spec("llama_cpp") is not None and "LINGUALIFT_LLAMACPP_SOURCE" not in os.environ:
-        import llama_cpp
-
-        monkeypatch.setenv("LINGUALIFT_LLAMACPP_SOURCE",
-                           str(cache_dir("llamacpp", "src") / f"llama_cpp_python-{llama_cpp.__version__}"))
+    """Converted GGUF files go to a temporary cache (the converter's source is found through the build stamp)."""
     monkeypatch.setenv("LINGUALIFT_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 

@@ -31,7 +31,8 @@ from tqdm.auto import tqdm
 
 from lingualift.checkpoint import is_lingualift_checkpoint, path_fingerprint
 from lingualift.errors import LinguaLiftError
-from lingualift.inference.base import LLAMACPP_DEFAULT_PRECISION, LLAMACPP_PRECISIONS, check_backend
+from lingualift.inference.base import (LLAMACPP_BUILD_STAMP, LLAMACPP_DEFAULT_PRECISION, LLAMACPP_PRECISIONS,
+                                       check_backend)
 from lingualift.inference.engine import EngineGenerator, hf_sampling_defaults, plain_llm_dir
 from lingualift.model import components
 from lingualift.paths import cache_dir
@@ -57,11 +58,17 @@ def _import_llama_cpp():
 
 # ---------------------------------------------------------------------------------------------- conversion
 def converter_source() -> Path:
-    """llama.cpp's source tree from the llama-cpp-python sdist (kept by scripts/llamacpp_env.sh)."""
+    """llama.cpp's source tree from the llama-cpp-python sdist: $LINGUALIFT_LLAMACPP_SOURCE, else where
+    scripts/llamacpp_env.sh unpacked it (its build stamp's third line), else lingualift's cache."""
     import llama_cpp
 
     explicit = os.environ.get("LINGUALIFT_LLAMACPP_SOURCE")
-    root = Path(explicit) if explicit else cache_dir("llamacpp", "src") / f"llama_cpp_python-{llama_cpp.__version__}"
+    stamp = Path(sys.prefix) / LLAMACPP_BUILD_STAMP
+    recorded = stamp.read_text(encoding="utf-8").splitlines()[2:3] if stamp.is_file() else []
+    if explicit or recorded:
+        root = Path(explicit or recorded[0])
+    else:
+        root = cache_dir("llamacpp", "src") / f"llama_cpp_python-{llama_cpp.__version__}"
     llama_dir = root / "vendor" / "llama.cpp"
     if not (llama_dir / "convert_hf_to_gguf.py").is_file():
         raise LinguaLiftError(f"llama.cpp's converter is missing ({llama_dir / 'convert_hf_to_gguf.py'}): run "
