@@ -720,9 +720,11 @@ def _(work):
     from lingualift.model import components
 
     model, tokenizer = components.load_component("tiny-llama", components.LLM)
-    model.config.architectures = ["NoSuchArchitectureForCausalLM"]
     model.save_pretrained(work / "odd-llm")
     tokenizer.save_pretrained(work / "odd-llm")
+    config = json.loads((work / "odd-llm" / "config.json").read_text(encoding="utf-8"))
+    config["architectures"] = ["NoSuchArchitectureForCausalLM"]  # a model llama.cpp's converter does not know
+    (work / "odd-llm" / "config.json").write_text(json.dumps(config), encoding="utf-8")
     return ["eval", "--model", str(work / "odd-llm"), "--backend", "llamacpp", "--precision", "f32", "--offline",
             "--no-progress", "--max-new-tokens", "2", "--data-dir", str(mgsm_data(work)), "--langs", "de",
             "--out", str(work / "run")]
