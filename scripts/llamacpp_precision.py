@@ -9,6 +9,9 @@ agreement >= 97% and an interval containing zero.
 
     PYTHONPATH=src .venv/bin/python scripts/llamacpp_precision.py --model qwen2.5-coder-0.5b \
         --prompt-template chat --out runs/precision-qwen
+
+`--reference RUN` compares with the predictions of an existing fp32 run of the same model and settings
+instead of running HF fp32 (its run.json must say fp32; the items compared are those both runs have).
 """
 
 from __future__ import annotations
@@ -74,10 +77,18 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=10, help="problems per task and language (10: 200 questions)")
     parser.add_argument("--max-new-tokens", type=int, default=400)
     parser.add_argument("--precisions", default=",".join(PRECISIONS))
+    parser.add_argument("--reference", help="an existing fp32 run folder to compare with (default: run HF fp32)")
     args = parser.parse_args()
     out = Path(args.out)
-    seconds = {"hf float32": evaluate(args.model, out / "hf-fp32", "hf", None, args)}
-    reference = records(out / "hf-fp32")
+    if args.reference:
+        generation = json.loads((Path(args.reference) / "run.json").read_text(encoding="utf-8"))["generation"]
+        if generation["dtype"] != "float32" or generation["do_sample"]:
+            parser.error(f"--reference {args.reference}: not a greedy fp32 run ({generation})")
+        seconds, reference_name = {}, f"{generation['backend']} float32 ({args.reference})"
+        reference = records(Path(args.reference))
+    else:
+        seconds = {"hf float32": evaluate(args.model, out / "hf-fp32", "hf", None, args)}
+        reference_name, reference = "hf float32", records(out / "hf-fp32")
     rows = {}
     for precision in args.precisions.split(","):
         seconds[f"llamacpp {precision}"] = evaluate(args.model, out / f"llamacpp-{precision}", "llamacpp",
@@ -86,7 +97,7 @@ def main() -> int:
                            "seconds": seconds[f"llamacpp {precision}"]}
         print(precision, json.dumps(rows[precision]), flush=True)
     default = next((p for p in args.precisions.split(",") if rows[p]["passes"]), None)
-    report = {"model": args.model, "tasks": TASKS, "langs": LANGS, "limit": args.limit,
+    report = {"model": args.model, "reference": reference_name, "tasks": TASKS, "langs": LANGS, "limit": args.limit,
               "max_new_tokens": args.max_new_tokens, "seconds": seconds, "precisions": rows,
               "default": default}
     (out / "precision.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
