@@ -148,3 +148,12 @@ def plain_llm_dir(spec: str, scratch: Path) -> Path | str:
         tokenizer.save_pretrained(target)
         return target
     return spec
+
+
+def release_llm_body(model) -> None:
+    """Free every LLM weight of a LinguaLIFT model but the input embedding (the engine holds its own copy; `pack`
+    only embeds tokens). The torch LLM must not be run afterwards."""
+    keep = {id(p) for p in model.llm.get_input_embeddings().parameters()}
+    for parameter in model.llm.parameters():
+        if id(parameter) not in keep:
+            parameter.data = torch.empty(0, dtype=parameter.dtype, device=parameter.device)

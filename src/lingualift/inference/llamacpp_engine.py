@@ -16,7 +16,6 @@ come from the checkpoint's HF tokenizer, so the GGUF's vocabulary only has to ha
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import subprocess
@@ -33,7 +32,7 @@ from lingualift.checkpoint import is_lingualift_checkpoint, path_fingerprint
 from lingualift.errors import LinguaLiftError
 from lingualift.inference.base import (LLAMACPP_BUILD_STAMP, LLAMACPP_DEFAULT_PRECISION, LLAMACPP_PRECISIONS,
                                        check_backend)
-from lingualift.inference.engine import EngineGenerator, hf_sampling_defaults, plain_llm_dir
+from lingualift.inference.engine import EngineGenerator, hf_sampling_defaults, plain_llm_dir, release_llm_body
 from lingualift.model import components
 from lingualift.paths import cache_dir
 
@@ -218,7 +217,7 @@ class LlamaCppGenerator(EngineGenerator):
                 model.llm.save_pretrained(merged)
                 model.llm_tokenizer.save_pretrained(merged)
                 convert_to_gguf(merged, target, precision, self.spec)
-            _keep_input_embeddings_only(model)
+            release_llm_body(model)
             self._prepare_bridge_side(model)
             return target
         llm_dir = plain_llm_dir(self.spec, scratch)
@@ -418,12 +417,3 @@ class LlamaCppGenerator(EngineGenerator):
     def __del__(self):
         if getattr(self, "_llama", None) is not None:
             self.close()
-
-
-def _keep_input_embeddings_only(model) -> None:
-    """Free every LLM weight but the input embedding (llama.cpp holds the LLM; `pack` only embeds tokens).
-    The torch LLM must not be run afterwards."""
-    keep = {id(p) for p in model.llm.get_input_embeddings().parameters()}
-    for parameter in model.llm.parameters():
-        if id(parameter) not in keep:
-            parameter.data = torch.empty(0, dtype=parameter.dtype, device=parameter.device)

@@ -21,7 +21,7 @@ import torch
 
 from lingualift.checkpoint import ADAPTER_DIR, LLM_DIR, LLM_TOKENIZER_DIR, is_lingualift_checkpoint
 from lingualift.errors import LinguaLiftError
-from lingualift.inference.engine import EngineGenerator, hf_sampling_defaults, plain_llm_dir
+from lingualift.inference.engine import EngineGenerator, hf_sampling_defaults, plain_llm_dir, release_llm_body
 from lingualift.model import components
 from lingualift.paths import cache_dir
 
@@ -142,7 +142,7 @@ class VLLMGenerator(EngineGenerator):
 
                 self._lora_rank = max(8, int(PeftConfig.from_pretrained(adapter).r))
                 self.lora_request = _lora_request(adapter)
-        _release_llm_body(model)
+        release_llm_body(model)
         self._prepare_bridge_side(model)
         # vLLM reads a config next to the tokenizer (it logs errors without one): copy the pair together.
         tokenizer_dir = self._scratch / "tokenizer"
@@ -231,12 +231,3 @@ def _vllm_dtype(dtype, llm_config) -> str:
         resolved = getattr(torch, stored, None) if isinstance(stored, str) else stored
     names = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
     return names.get(resolved, "float32")
-
-
-def _release_llm_body(model) -> None:
-    """Free every LLM weight but the input embedding (vLLM holds its own copy; `pack` only embeds tokens).
-    The torch LLM must not be run afterwards."""
-    keep = {id(p) for p in model.llm.get_input_embeddings().parameters()}
-    for parameter in model.llm.parameters():
-        if id(parameter) not in keep:
-            parameter.data = torch.empty(0, dtype=parameter.dtype, device=parameter.device)
