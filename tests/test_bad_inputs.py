@@ -20,6 +20,7 @@ from typing import Callable
 
 import pytest
 import yaml
+from conftest import require_module
 from helpers import tiny_config, tiny_model, write_instructions
 
 from lingualift.cli import main
@@ -674,19 +675,6 @@ def test_there_are_at_least_100_cases():
                        "bench", "pipeline"}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input_is_one_clean_error(case, isolated, monkeypatch, capsys):
-    argv = case.setup(isolated)
-    before = snapshot(isolated)
-    if case.patch:
-        case.patch(monkeypatch)
-    rc = main(argv)
-    err = capsys.readouterr().err
-    monkeypatch.undo()
-    check_error(rc, err, case.place)
-    assert snapshot(isolated) == before, "a file was left behind or changed"
-
-
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
 def test_read_only_output_is_one_clean_error(isolated, capsys):
     locked = isolated / "locked"
@@ -736,17 +724,6 @@ def test_bad_input_as_a_real_subprocess(name, isolated):
 
 
 # ------------------------------------------------------------------ issue 26: no unbounded inputs, no late failures
-# (cases registered here run in their own parametrized test: the list above is consumed where it is declared)
-
-ISSUE26_CASES: list[Case] = []
-
-
-def issue26_case(name: str, place: str, patch=None):
-    def register(setup):
-        ISSUE26_CASES.append(Case(name, setup, place, patch))
-        return setup
-    return register
-
 
 def billion_laughs(indent: str) -> str:
     """Nine nested levels of nine aliases each: under 1 KB of YAML that expands to 9**9 (387 million) values."""
@@ -755,7 +732,7 @@ def billion_laughs(indent: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@issue26_case("train-billion-laughs-in-alignment-kwargs", "config.yaml:")
+@case("train-billion-laughs-in-alignment-kwargs", "config.yaml:")
 def _(work):
     path = train_yaml(work)
     text = path.read_text(encoding="utf-8").replace("model:\n", "model:\n  alignment_kwargs:\n"
@@ -764,7 +741,7 @@ def _(work):
     return ["train", str(path)]
 
 
-@issue26_case("pipeline-dry-run-billion-laughs-in-a-stage-block", "pipe.yaml:")
+@case("pipeline-dry-run-billion-laughs-in-a-stage-block", "pipe.yaml:")
 def _(work):
     text = TINY_PIPELINE.read_text(encoding="utf-8").replace(
         "  model: {alignment: mlp, encoder_max_length: 128}\n",
@@ -775,7 +752,7 @@ def _(work):
     return argv
 
 
-@issue26_case("train-recursive-yaml-alias", "config.yaml:")
+@case("train-recursive-yaml-alias", "config.yaml:")
 def _(work):
     path = train_yaml(work)
     path.write_text(path.read_text(encoding="utf-8") + "loop: &loop [*loop]\n", encoding="utf-8")
@@ -784,34 +761,17 @@ def _(work):
 
 case_set_bomb = "{a: &a [x, x, x, x, x, x, x, x, x], b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a], " + ", ".join(
     f"{chr(99 + i)}: &{chr(99 + i)} [{', '.join([f'*{chr(98 + i)}'] * 9)}]" for i in range(7)) + "}"
-issue26_case("train-set-billion-laughs", "--set model.alignment_kwargs")(
+case("train-set-billion-laughs", "--set model.alignment_kwargs")(
     train_set(f"model.alignment_kwargs={case_set_bomb}"))
-issue26_case("train-set-invalid-yaml-value", "--set training.max_steps")(train_set("training.max_steps=[1,"))
+case("train-set-invalid-yaml-value", "--set training.max_steps")(train_set("training.max_steps=[1,"))
 
 
-def run_case(case: Case, isolated: Path, monkeypatch, capsys) -> None:
-    argv = case.setup(isolated)
-    before = snapshot(isolated)
-    if case.patch:
-        case.patch(monkeypatch)
-    rc = main(argv)
-    err = capsys.readouterr().err
-    monkeypatch.undo()
-    check_error(rc, err, case.place)
-    assert snapshot(isolated) == before, "a file was left behind or changed"
-
-
-@pytest.mark.parametrize("case", ISSUE26_CASES, ids=lambda case: case.name)  # read at collection: cases below too
-def test_issue26_bad_input_is_one_clean_error(case, isolated, monkeypatch, capsys):
-    run_case(case, isolated, monkeypatch, capsys)
-
-
-issue26_case("pipeline-unknown-llm", "models.llm")(lambda work: pipe(work, "--set", "models.llm=no-such-llm"))
-issue26_case("pipeline-dry-run-unknown-llm", "models.llm")(
+case("pipeline-unknown-llm", "models.llm")(lambda work: pipe(work, "--set", "models.llm=no-such-llm"))
+case("pipeline-dry-run-unknown-llm", "models.llm")(
     lambda work: pipe(work, "--dry-run", "--set", "models.llm=no-such-llm"))
-issue26_case("pipeline-unknown-encoder-in-stage1", "stage1.model.encoder")(
+case("pipeline-unknown-encoder-in-stage1", "stage1.model.encoder")(
     lambda work: pipe(work, "--set", "stage1.model.encoder=no-such-encoder"))
-issue26_case("pipeline-preset-without-the-role", "models.llm")(
+case("pipeline-preset-without-the-role", "models.llm")(
     lambda work: pipe(work, "--set", "models.llm=tiny-bert"))
 
 
@@ -823,20 +783,20 @@ def _without_vllm(monkeypatch):
                         lambda name, *args: None if name == "vllm" else real_find_spec(name, *args))
 
 
-issue26_case("pipeline-vllm-backend-missing", "evaluation.backend", patch=_without_vllm)(
+case("pipeline-vllm-backend-missing", "evaluation.backend", patch=_without_vllm)(
     lambda work: pipe(work, "--set", "evaluation.backend=vllm"))
-issue26_case("pipeline-dry-run-vllm-backend-missing", "evaluation.backend", patch=_without_vllm)(
+case("pipeline-dry-run-vllm-backend-missing", "evaluation.backend", patch=_without_vllm)(
     lambda work: pipe(work, "--dry-run", "--set", "evaluation.backend=vllm"))
 
 
-@issue26_case("push-dry-run-no-llm-weights", "llm")
+@case("push-dry-run-no-llm-weights", "llm")
 def _(work):
     final = saved_checkpoint(work)
     (final / "llm" / "model.safetensors").unlink()
     return ["push", "--dry-run", str(final), "someone/model"]
 
 
-@issue26_case("push-dry-run-no-tokenizer", "llm_tokenizer")
+@case("push-dry-run-no-tokenizer", "llm_tokenizer")
 def _(work):
     import shutil
 
@@ -845,7 +805,7 @@ def _(work):
     return ["push", "--dry-run", str(final), "someone/model"]
 
 
-issue26_case("push-dry-run-invalid-repo-id", "a/b/c")(
+case("push-dry-run-invalid-repo-id", "a/b/c")(
     lambda work: ["push", "--dry-run", str(saved_checkpoint(work)), "a/b/c"])
 
 
@@ -857,9 +817,9 @@ def eval_run_dir(work: Path, run_json: str) -> Path:
     return run
 
 
-issue26_case("score-malformed-run-json", "run.json")(lambda work: ["score", str(eval_run_dir(work, '{"model": '))])
-issue26_case("score-run-json-not-an-object", "run.json")(lambda work: ["score", str(eval_run_dir(work, "[1, 2]"))])
-issue26_case("score-non-numeric-gold", "pred.jsonl: record 'de-0': gold answer 'three'")(
+case("score-malformed-run-json", "run.json")(lambda work: ["score", str(eval_run_dir(work, '{"model": '))])
+case("score-run-json-not-an-object", "run.json")(lambda work: ["score", str(eval_run_dir(work, "[1, 2]"))])
+case("score-non-numeric-gold", "pred.jsonl: record 'de-0': gold answer 'three'")(
     lambda work: ["score", str(prediction_file(work, [GOOD.replace(b'"gold": "3"', b'"gold": "three"')]))])
 
 
@@ -869,19 +829,19 @@ def _no_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
-issue26_case("eval-empty-stop-string", "--stop")(
+case("eval-empty-stop-string", "--stop")(
     lambda work: [*EVAL, "--data-dir", str(mgsm_data(work)), "--langs", "de", "--out", str(work / "run"), "--stop", ""])
-issue26_case("generate-empty-stop-string", "--stop")(lambda work: ["generate", "--model", "tiny-llama", "q?",
+case("generate-empty-stop-string", "--stop")(lambda work: ["generate", "--model", "tiny-llama", "q?",
                                                                    "--stop", ""])
-issue26_case("eval-device-cuda-without-cuda", "--device cuda", patch=_no_cuda)(
+case("eval-device-cuda-without-cuda", "--device cuda", patch=_no_cuda)(
     lambda work: [*EVAL, "--data-dir", str(mgsm_data(work)), "--langs", "de", "--out", str(work / "run"),
                   "--device", "cuda"])
-issue26_case("diagnose-device-cuda-without-cuda", "--device cuda:1", patch=_no_cuda)(
+case("diagnose-device-cuda-without-cuda", "--device cuda:1", patch=_no_cuda)(
     lambda work: ["diagnose", "--model", "tiny-llama", "--out", str(work / "diag"), "--device", "cuda:1"])
-issue26_case("eval-device-not-a-device", "--device gpu0")(
+case("eval-device-not-a-device", "--device gpu0")(
     lambda work: [*EVAL, "--data-dir", str(mgsm_data(work)), "--langs", "de", "--out", str(work / "run"),
                   "--device", "gpu0"])
-issue26_case("bench-device-cuda-without-cuda", "--device cuda", patch=_no_cuda)(
+case("bench-device-cuda-without-cuda", "--device cuda", patch=_no_cuda)(
     lambda work: ["bench", "--output", str(work / "bench"), "--device", "cuda"])
 
 
@@ -892,7 +852,7 @@ class _RunsCode:
         return (print, ("unpickled",))
 
 
-@issue26_case("generate-pickle-weights-refused", "pickle weights")
+@case("generate-pickle-weights-refused", "pickle weights")
 def _(work):
     import torch
 
@@ -921,30 +881,30 @@ def test_a_full_disk_while_saving_safetensors_is_one_line(isolated, monkeypatch,
     assert not (run / "final").exists() and not list(run.glob(".final.*"))
 
 
-issue26_case("codeswitch-output-is-the-input", "--output")(
+case("codeswitch-output-is-the-input", "--output")(
     lambda work: _replace(cs(work), "--output", str(work / "in.jsonl")))
-issue26_case("codeswitch-output-is-a-lexicon", "--lexicons de")(
+case("codeswitch-output-is-a-lexicon", "--lexicons de")(
     lambda work: _replace(cs(work), "--output", str(work / "en-de.tsv")))
-issue26_case("diagnose-nothing-to-measure", "nothing to measure")(
+case("diagnose-nothing-to-measure", "nothing to measure")(
     lambda work: ["diagnose", "--model", "tiny-llama", "--out", str(work / "diag"), "--langs", "none",
                   "--retrieval-langs", "none"])
 
 
-issue26_case("train-unknown-alignment", "config.yaml: model.alignment")(train_set("model.alignment=bogus"))
-issue26_case("train-unknown-alignment-option", "config.yaml: model.alignment_kwargs.bogus")(
+case("train-unknown-alignment", "config.yaml: model.alignment")(train_set("model.alignment=bogus"))
+case("train-unknown-alignment-option", "config.yaml: model.alignment_kwargs.bogus")(
     train_set("model.alignment_kwargs={bogus: 1}"))
-issue26_case("pipeline-unknown-alignment-in-stage1", "stage1: model.alignment")(
+case("pipeline-unknown-alignment-in-stage1", "stage1: model.alignment")(
     lambda work: pipe(work, "--set", "stage1.model.alignment=bogus"))
 
 
-@issue26_case("eval-out-is-a-folder-of-user-data", "run: holds files that are not an evaluation run")
+@case("eval-out-is-a-folder-of-user-data", "run: holds files that are not an evaluation run")
 def _(work):
     (work / "run").mkdir()
     (work / "run" / "notes.txt").write_text("my notes")
     return [*EVAL, "--data-dir", str(mgsm_data(work)), "--langs", "de", "--limit", "1", "--out", str(work / "run")]
 
 
-@issue26_case("train-output-dir-is-a-folder-of-user-data", "training.output_dir")
+@case("train-output-dir-is-a-folder-of-user-data", "training.output_dir")
 def _(work):
     (work / "mine").mkdir()
     (work / "mine" / "thesis.tex").write_text("chapter 1")
@@ -957,15 +917,15 @@ def folder_of_user_data(work: Path) -> Path:
     return work / "mine"
 
 
-issue26_case("diagnose-out-is-a-folder-of-user-data", "--out")(
+case("diagnose-out-is-a-folder-of-user-data", "--out")(
     lambda work: ["diagnose", "--model", "tiny-llama", "--out", str(folder_of_user_data(work))])
-issue26_case("lexicon-induce-out-is-a-folder-of-user-data", "--out")(
+case("lexicon-induce-out-is-a-folder-of-user-data", "--out")(
     lambda work: ["lexicon", "induce", "--langs", "de", "--out", str(folder_of_user_data(work))])
-issue26_case("bench-output-is-a-folder-of-user-data", "--output")(
+case("bench-output-is-a-folder-of-user-data", "--output")(
     lambda work: ["bench", "--output", str(folder_of_user_data(work)), "--device", "cpu"])
 
 
-@issue26_case("generate-damaged-lora-adapter-config", "llm_adapter: unreadable LoRA adapter")
+@case("generate-damaged-lora-adapter-config", "llm_adapter: unreadable LoRA adapter")
 def _(work):
     from peft import LoraConfig, get_peft_model
 
@@ -985,37 +945,37 @@ def _without_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
-issue26_case("demo-port-out-of-range", "--port 70000")(lambda work: ["demo", "--port", "70000"])
-issue26_case("demo-port-negative", "--port -1")(lambda work: ["demo", "--port", "-1"])
-issue26_case("demo-host-unresolvable", "--host 'no-such-host.invalid'")(
+case("demo-port-out-of-range", "--port 70000")(lambda work: ["demo", "--port", "70000"])
+case("demo-port-negative", "--port -1")(lambda work: ["demo", "--port", "-1"])
+case("demo-host-unresolvable", "--host 'no-such-host.invalid'")(
     lambda work: ["demo", "--host", "no-such-host.invalid"])
-issue26_case("demo-host-not-of-this-machine", "--host 192.0.2.1")(  # TEST-NET-1: never a local address
+case("demo-host-not-of-this-machine", "--host 192.0.2.1")(  # TEST-NET-1: never a local address
     lambda work: ["demo", "--host", "192.0.2.1", "--port", "7860"])
-issue26_case("demo-device-cuda-without-cuda", "--device cuda", patch=_without_cuda)(
+case("demo-device-cuda-without-cuda", "--device cuda", patch=_without_cuda)(
     lambda work: ["demo", "--device", "cuda"])
-issue26_case("demo-dtype-unknown", "--dtype int3")(lambda work: ["demo", "--dtype", "int3"])
-issue26_case("demo-prompt-template-unknown", "--prompt-template")(lambda work: ["demo", "--prompt-template", "oops"])
-issue26_case("demo-model-missing-folder", "--model")(lambda work: ["demo", "--model", str(work / "no-such-model")])
-issue26_case("demo-model-empty", "--model")(lambda work: ["demo", "--model", " "])
-issue26_case("demo-model-is-a-folder-of-user-data", "--model")(
+case("demo-dtype-unknown", "--dtype int3")(lambda work: ["demo", "--dtype", "int3"])
+case("demo-prompt-template-unknown", "--prompt-template")(lambda work: ["demo", "--prompt-template", "oops"])
+case("demo-model-missing-folder", "--model")(lambda work: ["demo", "--model", str(work / "no-such-model")])
+case("demo-model-empty", "--model")(lambda work: ["demo", "--model", " "])
+case("demo-model-is-a-folder-of-user-data", "--model")(
     lambda work: ["demo", "--model", str(folder_of_user_data(work))])
-issue26_case("demo-pipeline-dir-missing", "--pipeline-dir")(
+case("demo-pipeline-dir-missing", "--pipeline-dir")(
     lambda work: ["demo", "--pipeline-dir", str(work / "no-such-run")])
-issue26_case("demo-pipeline-dir-not-a-pipeline-run", "--pipeline-dir")(
+case("demo-pipeline-dir-not-a-pipeline-run", "--pipeline-dir")(
     lambda work: ["demo", "--pipeline-dir", str(folder_of_user_data(work))])
-issue26_case("demo-runs-is-a-file", "--runs")(
+case("demo-runs-is-a-file", "--runs")(
     lambda work: ["demo", "--runs", str(mgsm_data(work) / "mgsm" / "mgsm_de.tsv")])
-issue26_case("demo-data-dir-missing", "data directory not found")(
+case("demo-data-dir-missing", "data directory not found")(
     lambda work: ["demo", "--data-dir", str(work / "no-such-data")])
 
 
-@issue26_case("demo-model-is-a-file", "--model")
+@case("demo-model-is-a-file", "--model")
 def _(work):
     (work / "model.safetensors").write_bytes(b"not weights")
     return ["demo", "--model", str(work / "model.safetensors")]
 
 
-@issue26_case("demo-model-is-a-step-checkpoint", "step checkpoint")
+@case("demo-model-is-a-step-checkpoint", "step checkpoint")
 def _(work):
     (work / "step-10").mkdir()
     (work / "step-10" / "trainer_state.json").write_text('{"step": 10}', encoding="utf-8")
@@ -1033,3 +993,51 @@ def test_demo_port_in_use_is_one_clean_error(isolated, capsys):
         rc = main(["demo", "--host", "127.0.0.1", "--port", str(port), "--runs", str(isolated)])
     check_error(rc, capsys.readouterr().err, f"--port {port}: already in use")
     assert snapshot(isolated) == before
+
+
+# ------------------------------------------------------------------ the llama.cpp backend (issue 27)
+@case("eval-llamacpp-unknown-precision", "--precision")
+def _(work):
+    return [*EVAL, "--backend", "llamacpp", "--precision", "q4_0", "--data-dir", str(mgsm_data(work)),
+            "--langs", "de", "--out", str(work / "run")]
+
+
+@case("eval-precision-without-llamacpp", "--precision")
+def _(work):
+    return [*EVAL, "--precision", "f16", "--data-dir", str(mgsm_data(work)), "--langs", "de",
+            "--out", str(work / "run")]
+
+
+@case("bench-llamacpp-unknown-precision", "--llamacpp-precisions")
+def _(work):
+    return ["bench", "--backend", "llamacpp", "--llamacpp-precisions", "q4_0", "--output", str(work / "bench.json")]
+
+
+@case("eval-llamacpp-unconvertible-model", "converter cannot take this model")
+def _(work):
+    require_module("llama_cpp", "llama-cpp-python", "bash scripts/llamacpp_env.sh")
+    from lingualift.model import components
+
+    model, tokenizer = components.load_component("tiny-llama", components.LLM)
+    model.save_pretrained(work / "odd-llm")
+    tokenizer.save_pretrained(work / "odd-llm")
+    config = json.loads((work / "odd-llm" / "config.json").read_text(encoding="utf-8"))
+    config["architectures"] = ["NoSuchArchitectureForCausalLM"]  # a model llama.cpp's converter does not know
+    (work / "odd-llm" / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return ["eval", "--model", str(work / "odd-llm"), "--backend", "llamacpp", "--precision", "f32", "--offline",
+            "--no-progress", "--max-new-tokens", "2", "--data-dir", str(mgsm_data(work)), "--langs", "de",
+            "--out", str(work / "run")]
+
+
+# Declared last: pytest reads CASES at collection, so every case registered anywhere above runs here.
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)  # read at collection: every case in the file
+def test_bad_input_is_one_clean_error(case, isolated, monkeypatch, capsys):
+    argv = case.setup(isolated)
+    before = snapshot(isolated)
+    if case.patch:
+        case.patch(monkeypatch)
+    rc = main(argv)
+    err = capsys.readouterr().err
+    monkeypatch.undo()
+    check_error(rc, err, case.place)
+    assert snapshot(isolated) == before, "a file was left behind or changed"

@@ -103,7 +103,7 @@ def test_missing_vllm_is_a_one_line_error(monkeypatch, capsys):
 def test_unknown_backend_and_misplaced_options_are_user_errors():
     with pytest.raises(LinguaLiftError, match="unknown backend"):
         load_generator("tiny-llama", backend="tgi")
-    with pytest.raises(LinguaLiftError, match="only apply to the vllm backend"):
+    with pytest.raises(LinguaLiftError, match="do not apply to the hf backend"):
         load_generator("tiny-llama", backend="hf", tensor_parallel_size=2)
 
 

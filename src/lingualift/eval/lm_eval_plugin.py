@@ -39,12 +39,14 @@ TASKS_DIR = str(resources.files("lingualift").joinpath("resources/lm_eval_tasks"
 @register_model("lingualift")
 class LinguaLiftLM(LM):
     """lm-eval model arguments: pretrained (checkpoint dir / hub id / preset), prompt_template, device,
-    dtype, batch_size, max_gen_toks (default for tasks that do not set it), backend (hf or vllm; vllm needs
-    scripts/vllm_env.sh), tensor_parallel_size and vllm_lora (merge or request) for the vllm backend."""
+    dtype, batch_size, max_gen_toks (default for tasks that do not set it), backend (hf, vllm or llamacpp; vllm
+    needs scripts/vllm_env.sh, llamacpp scripts/llamacpp_env.sh), tensor_parallel_size and vllm_lora (merge or
+    request) for the vllm backend, precision (f32, f16, q8_0) for the llamacpp backend."""
 
     def __init__(self, pretrained: str, prompt_template: str | None = None, device: str | None = None,
                  dtype: str | None = None, batch_size: int | str = 16, max_gen_toks: int = 512, backend: str = "hf",
-                 tensor_parallel_size: int | str = 1, vllm_lora: str = "merge", **unused):
+                 tensor_parallel_size: int | str = 1, vllm_lora: str = "merge", precision: str | None = None,
+                 **unused):
         super().__init__()
         import torch
 
@@ -55,7 +57,13 @@ class LinguaLiftLM(LM):
             device = "cpu"
         if unused:
             logger.info("ignoring lm-eval arguments %s", sorted(unused))
-        options = {"tensor_parallel_size": int(tensor_parallel_size), "lora": vllm_lora} if backend == "vllm" else {}
+        options = {}
+        if backend == "vllm":
+            options = {"tensor_parallel_size": int(tensor_parallel_size), "lora": vllm_lora}
+        elif backend == "llamacpp" and precision:
+            options = {"precision": precision}
+        elif precision:
+            raise LinguaLiftError("the lm-eval argument precision only applies to backend=llamacpp")
         self.generator = load_generator(pretrained, prompt_template=prompt_template, device=device, dtype=dtype,
                                         backend=backend, **options)
         self.batch_size = 16 if str(batch_size).startswith("auto") else int(batch_size)

@@ -18,7 +18,7 @@ from pathlib import Path
 from lingualift.data.codeswitch import CodeSwitchSettings
 from lingualift.errors import LinguaLiftError
 from lingualift.eval.tasks import MGSM_LANGUAGES, MMWP_LANGUAGES
-from lingualift.inference.generators import BACKENDS
+from lingualift.inference.base import BACKENDS
 from lingualift.paths import resolve_config
 from lingualift.schema import apply_override, from_dict, option, parse_languages, read_yaml, to_dict
 
@@ -101,7 +101,8 @@ class EvaluationSection:
     max_new_tokens: int = option(48, min=1, help="generated tokens per problem (48 truncates most solutions)")
     batch_size: int = option(16, min=1, help="questions per generation batch")
     backend: str = option("hf", choices=BACKENDS,
-                          help="decoding engine; vllm needs its own environment (scripts/vllm_env.sh)")
+                          help="decoding engine; vllm needs its own environment (scripts/vllm_env.sh), llamacpp "
+                               "scripts/llamacpp_env.sh (CPU; default precision)")
     bootstrap: int = option(1000, min=1, help="bootstrap resamples for the 95% intervals")
 
 

@@ -46,6 +46,7 @@ from lingualift.data.collate import Batch
 from lingualift.model import components
 from lingualift.errors import LinguaLiftError
 from lingualift.eval.report import markdown_table
+from lingualift.inference.base import BACKENDS, LLAMACPP_DEFAULT_PRECISION, LLAMACPP_PRECISIONS
 from lingualift.io import atomic_write, write_json
 from lingualift.schema import option
 
@@ -83,12 +84,14 @@ class BenchSettings:
     paper_shapes: bool = option(False, help="random Llama-2-7B + mT5-xl-encoder shapes in bf16 on a GPU (no download)")
     layers: int | None = option(None, min=1, help="--paper-shapes: shrink both models to N layers (CPU smoke test)")
     width_divisor: int = option(1, min=1, help="--paper-shapes: divide every width by this (tests only)")
-    backends: tuple[str, ...] = option((), choices=("hf", "vllm"), flag="--backend",
+    backends: tuple[str, ...] = option((), choices=BACKENDS, flag="--backend",
                                        help="compare generation backends side by side on the same prompts, e.g. "
-                                            "hf,vllm (tokens/s, load time, memory, identical outputs); vllm needs "
-                                            "scripts/vllm_env.sh")
+                                            "hf,vllm,llamacpp (tokens/s, load time, memory, identical outputs); vllm "
+                                            "needs scripts/vllm_env.sh, llamacpp scripts/llamacpp_env.sh")
     dtypes: tuple[str, ...] = option(("fp32",), choices=("fp32", "bf16", "fp16"),
-                                     help="--backend: precisions to run each backend in")
+                                     help="--backend: precisions to run the hf and vllm backends in")
+    llamacpp_precisions: tuple[str, ...] = option((LLAMACPP_DEFAULT_PRECISION,), choices=LLAMACPP_PRECISIONS,
+                                                  help="--backend llamacpp: GGUF precisions to run it in")
     model: str | None = option(None, help="--backend: checkpoint / LLM spec to compare (default: a LinguaLIFT model "
                                           "with a seeded random alignment layer over --encoder/--llm)")
     items: int = option(64, min=1, help="--backend: prompts (MGSM questions when the data is there)")
@@ -478,8 +481,8 @@ def bench_questions(count: int) -> list[str]:
 
 
 def _token_ids(generator, questions: list[str], new_tokens: int, batch_size: int) -> list[list[int]]:
-    """Greedy new token ids, exactly `new_tokens` per row (EOS suppressed on both backends alike)."""
-    if getattr(generator, "backend", "hf") == "vllm":
+    """Greedy new token ids, exactly `new_tokens` per row (EOS suppressed on every backend alike)."""
+    if getattr(generator, "backend", "hf") != "hf":
         return generator.generate_token_ids(questions, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                                             batch_size=batch_size)
     options = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
@@ -516,16 +519,21 @@ def bench_backends(settings: BenchSettings, workdir: Path) -> dict:
     spec = _bench_model(settings, workdir)
     questions = bench_questions(settings.items)
     batch_size = len(questions)  # HF: one batch of all prompts (its best throughput); vLLM schedules them itself
-    configs = [(backend, dtype) for backend in settings.backends for dtype in settings.dtypes]
+    configs = [(backend, dtype) for backend in settings.backends
+               for dtype in (settings.llamacpp_precisions if backend == "llamacpp" else settings.dtypes)]
     rows, generators, outputs = [], {}, {}
     for backend, dtype in configs:
         key = f"{backend} {dtype}"
         options = {"lora": settings.vllm_lora} if backend == "vllm" else {}
         if backend == "vllm" and settings.vllm_eager:
             options["engine_kwargs"] = {"enforce_eager": True}
+        if backend == "llamacpp":  # a precision of its own, not a torch dtype
+            options, dtype_arg = {"precision": dtype}, None
+        else:
+            dtype_arg = dtype
         with TreeMemory(device) as memory:
             start = time.perf_counter()
-            generator = load_generator(spec, device=settings.device, dtype=dtype, backend=backend, **options)
+            generator = load_generator(spec, device=settings.device, dtype=dtype_arg, backend=backend, **options)
             load_s = time.perf_counter() - start
             outputs[key] = _token_ids(generator, questions, settings.new_tokens, batch_size)  # warm-up, outputs
         generators[key] = generator
