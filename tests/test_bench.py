@@ -83,3 +83,11 @@ def test_backend_comparison_reports_every_backend_and_dtype(tmp_path):
     assert second["same_as_hf_same_dtype"] == 3 and len(second["times"]) == 2 and second["load_s"] > 0
     assert report["generation"] == []  # the comparison replaces the batch-size table
     assert "| hf | bf16 |" in (tmp_path / "bench.md").read_text()
+
+
+def test_llamacpp_rows_load_on_the_cpu_beside_gpu_rows():
+    """`--device cuda` is for the torch backends: llama.cpp gets no device (it would refuse one) and a precision."""
+    settings = bench.BenchSettings(**{**TINY, "device": "cuda"}, backends=("hf", "llamacpp"))
+    assert bench.backend_load_arguments(settings, "llamacpp", "q8_0") == {
+        "backend": "llamacpp", "device": None, "dtype": None, "precision": "q8_0"}
+    assert bench.backend_load_arguments(settings, "hf", "bf16") == {"backend": "hf", "device": "cuda", "dtype": "bf16"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,6 +129,64 @@ def test_sampling_follows_hf_processors():
                           rng=rng).tolist() == [2, 3]
 
 
+def stage1_checkpoint(path, llm, seed: int):
+    """A stage-1 LinguaLIFT checkpoint that refers to `llm` (its own alignment layer from `seed`)."""
+    from lingualift.model.modeling import LinguaLiftModel
+
+    model = LinguaLiftModel.from_components("tiny-bert", str(llm), "mlp", seed=seed, prompt_template="plain")
+    model.save_pretrained(path, include_frozen=False)
+    return path
+
+
+def test_gguf_is_keyed_by_the_llm_and_adapter_it_is_made_from(tmp_path):
+    """Stage-1 checkpoints of one LLM share its GGUF; an LLM (or a LoRA checkpoint's base) changed in place gets a
+    new one; the precision is part of the key."""
+    from lingualift.inference.llamacpp_engine import cached_gguf
+
+    llm = save_llm(tmp_path / "llm")
+    first, second = stage1_checkpoint(tmp_path / "a", llm, seed=0), stage1_checkpoint(tmp_path / "b", llm, seed=1)
+    shared = cached_gguf(first, "f16")
+    assert cached_gguf(second, "f16") == shared != cached_gguf(first, "f32")
+    save_llm(llm, seed=7)  # the same folder, other weights
+    assert cached_gguf(first, "f16") == cached_gguf(second, "f16") != shared
+
+    lora = bridge_checkpoint(tmp_path / "stage2", lora=True)
+    merged = cached_gguf(lora, "f16")
+    assert merged != cached_gguf(tmp_path / "stage2-base-llm", "f16")  # the adapter is part of it
+    save_llm(tmp_path / "stage2-base-llm", seed=7)
+    assert cached_gguf(lora, "f16") != merged
+
+
+def test_a_killed_conversion_leaves_nothing_behind(tmp_path, monkeypatch):
+    """The converter writes into a staging folder: a failed conversion leaves none, and the staging folder of a
+    conversion whose process died is removed by the next conversion of that model."""
+    import subprocess
+
+    from lingualift.inference import llamacpp_engine
+
+    def converter(command, **options):
+        outfile = Path(command[command.index("--outfile") + 1])
+        if "broken" in command[command.index("--outfile") - 1]:
+            outfile.write_bytes(b"half")
+            return subprocess.CompletedProcess(command, 1, "", "ValueError: no such tensor\n")
+        outfile.write_bytes(b"GGUF")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(llamacpp_engine, "converter_source", lambda: tmp_path)
+    monkeypatch.setattr(llamacpp_engine.subprocess, "run", converter)
+    target = tmp_path / "gguf" / "llm-0123-f16" / llamacpp_engine.GGUF_FILE
+    with pytest.raises(LinguaLiftError, match=r"converter cannot take this model \(ValueError: no such tensor\)"):
+        llamacpp_engine.convert_to_gguf(tmp_path / "broken", target, "f16", "broken")
+    assert not target.parent.parent.exists() or list(target.parent.parent.iterdir()) == []
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = target.parent.with_name(f".{target.parent.name}.staging-{dead.pid}-x1y2")
+    stale.mkdir(parents=True)
+    (stale / llamacpp_engine.GGUF_FILE).write_bytes(b"partial")
+    assert llamacpp_engine.convert_to_gguf(tmp_path / "llm", target, "f16", "llm") == target
+    assert target.read_bytes() == b"GGUF" and [p.name for p in target.parent.parent.iterdir()] == [target.parent.name]
+
+
 # ---------------------------------------------------------------------------------------------- engine
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory):
@@ -145,6 +204,29 @@ def test_plain_llm_greedy_outputs_match_hf(plain):
     assert len(set(expected)) > 1  # the outputs depend on the prompt, so equality means something
     assert fast.generate(QUESTIONS, max_new_tokens=NEW_TOKENS, batch_size=4) == expected
     assert fast.generate(QUESTIONS, max_new_tokens=NEW_TOKENS, batch_size=len(QUESTIONS)) == expected
+
+
+@needs_llamacpp
+def test_plain_llm_by_hub_id_is_converted_from_its_snapshot(plain, tmp_path, monkeypatch):
+    """A hub id of a plain LLM (here in an offline HF cache) is converted from its cached snapshot folder."""
+    import shutil
+
+    import huggingface_hub
+
+    path, hf = plain
+    repo_id, commit = "someone/tiny-llm", "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hf-cache" / f"models--{repo_id.replace('/', '--')}"
+    shutil.copytree(path, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    fast = load_generator(repo_id, backend="llamacpp", precision="f32")
+    assert fast.gguf_path.is_file() and fast.name == "tiny-llm"
+    assert fast.generate(QUESTIONS, max_new_tokens=NEW_TOKENS, batch_size=4) == hf.generate(
+        QUESTIONS, max_new_tokens=NEW_TOKENS, batch_size=4)
 
 
 @needs_llamacpp

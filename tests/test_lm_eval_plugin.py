@@ -49,6 +49,24 @@ def test_utils_load_and_score(tmp_path):
     assert utils.process_results(docs[1], ["The answer is 4."]) == {"acc": 0.0}
 
 
+def test_llamacpp_backend_ignores_lm_evals_device(monkeypatch):
+    """lm-eval's --device (cuda on a GPU machine) is for torch backends; llama.cpp gets none and runs on the CPU."""
+    require_module("lm_eval", "lm-eval", "pip install 'lingualift[lm-eval]'; scripts/env.sh installs it")
+    import torch
+
+    from lingualift.eval import lm_eval_plugin
+    from lingualift.inference import generators as inference
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(inference, "load_generator", lambda *args, **kwargs: calls.append(kwargs) or FakeGenerator())
+    lm_eval_plugin.LinguaLiftLM.create_from_arg_string("pretrained=tiny-llama,backend=llamacpp,precision=f16",
+                                                       {"device": "cuda:0"})
+    lm_eval_plugin.LinguaLiftLM.create_from_arg_string("pretrained=tiny-llama", {"device": "cuda:0"})
+    assert [(c["backend"], c["device"], c.get("precision")) for c in calls] == [("llamacpp", None, "f16"),
+                                                                              ("hf", "cuda:0", None)]
+
+
 def test_model_class(monkeypatch):
     require_module("lm_eval", "lm-eval", "pip install 'lingualift[lm-eval]'; scripts/env.sh installs it")
     from lm_eval.api.instance import Instance

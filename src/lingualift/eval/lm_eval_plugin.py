@@ -60,8 +60,11 @@ class LinguaLiftLM(LM):
         options = {}
         if backend == "vllm":
             options = {"tensor_parallel_size": int(tensor_parallel_size), "lora": vllm_lora}
-        elif backend == "llamacpp" and precision:
-            options = {"precision": precision}
+        elif backend == "llamacpp":
+            options = {"precision": precision} if precision else {}
+            if device and device != "cpu":
+                logger.warning("the llamacpp backend runs on the CPU; ignoring lm-eval's device %s", device)
+            device = None
         elif precision:
             raise LinguaLiftError("the lm-eval argument precision only applies to backend=llamacpp")
         self.generator = load_generator(pretrained, prompt_template=prompt_template, device=device, dtype=dtype,

@@ -34,6 +34,9 @@ class EngineGenerator:
 
     Subclasses call `_prepare_bridge_side(model)` or `_prepare_causal_side(tokenizer)` while loading, then
     implement `generate_token_ids(questions, ...) -> list[list[int]]` (greedy or sampled new ids per question).
+    Its contract includes `min_new_tokens`: EOS is suppressed until a sequence has that many new tokens, as HF's
+    `min_new_tokens` does; `tools/bench.py` sets it to `max_new_tokens` so every backend decodes the same number
+    of tokens.
     """
 
     backend: str
@@ -132,6 +135,17 @@ def hf_sampling_defaults(config) -> dict:
     return {"top_k": 50 if top_k is None else int(top_k),
             "repetition_penalty": float(getattr(config, "repetition_penalty", None) or 1.0),
             "min_p": float(getattr(config, "min_p", None) or 0.0)}
+
+
+def model_sampling_defaults(model_dir: Path | str) -> dict:
+    """`hf_sampling_defaults` of a model folder's generation_config.json (transformers' defaults without one, or
+    for a hub id)."""
+    config = None
+    if Path(model_dir, "generation_config.json").is_file():
+        from transformers import GenerationConfig
+
+        config = GenerationConfig.from_pretrained(model_dir)
+    return hf_sampling_defaults(config)
 
 
 def plain_llm_dir(spec: str, scratch: Path) -> Path | str:

@@ -8,9 +8,10 @@ plain LLM's prompt ids (chat template as the HF path renders it) go in as tokens
 
 The LLM is converted to GGUF once per model and precision with llama.cpp's own `convert_hf_to_gguf.py`
 (from the llama-cpp-python sdist that scripts/llamacpp_env.sh unpacks), after merging a stage-2 LoRA
-adapter, and cached under `~/.cache/lingualift/llamacpp/gguf` by the checkpoint's content fingerprint
-(`checkpoint.path_fingerprint`). The precision is explicit and part of a run's identity (`dtype`): `f32`,
-`f16` or `q8_0`. Tokenization is never llama.cpp's: ids
+adapter, and cached under `~/.cache/lingualift/llamacpp/gguf` keyed by the content of what it is made from
+(`gguf_sources`): the LLM (stored in the checkpoint or referenced by it) and the LoRA adapter merged into it,
+so every stage-1 checkpoint of one LLM shares one file and an LLM changed in place is converted again. The
+precision is explicit and part of a run's identity (`dtype`): `f32`, `f16` or `q8_0`. Tokenization is never llama.cpp's: ids
 come from the checkpoint's HF tokenizer, so the GGUF's vocabulary only has to have the right size.
 """
 
@@ -28,11 +29,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lingualift.checkpoint import is_lingualift_checkpoint, path_fingerprint
+from lingualift.checkpoint import (ADAPTER_DIR, LLM_DIR, digest, hub_snapshot, is_hub_id, is_lingualift_checkpoint,
+                                   path_fingerprint, referenced_parts, replace_directory)
 from lingualift.errors import LinguaLiftError
 from lingualift.inference.base import (LLAMACPP_BUILD_STAMP, LLAMACPP_DEFAULT_PRECISION, LLAMACPP_PRECISIONS,
                                        check_backend)
-from lingualift.inference.engine import EngineGenerator, hf_sampling_defaults, plain_llm_dir, release_llm_body
+from lingualift.inference.engine import (EngineGenerator, hf_sampling_defaults, model_sampling_defaults, plain_llm_dir,
+                                         release_llm_body)
 from lingualift.model import components
 from lingualift.paths import cache_dir
 
@@ -103,27 +106,55 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+GGUF_FILE = "model.gguf"  # inside each cache entry's folder
+
+
 def convert_to_gguf(hf_dir: Path, out: Path, precision: str, where: str) -> Path:
-    """`hf_dir` (a transformers causal-LM folder) -> `out` in `precision`, written whole or not at all."""
+    """`hf_dir` (a transformers causal-LM folder) -> `out` in `precision`, written whole or not at all.
+
+    The converter writes into a staging folder that becomes `out`'s folder (`checkpoint.replace_directory`), so a
+    failed or interrupted conversion leaves nothing, and one whose process was killed is swept by the next
+    conversion of the same model."""
     llama_dir = converter_source()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    command = [sys.executable, "-c", _CONVERT, str(llama_dir), str(hf_dir), "--outfile", str(partial),
-               "--outtype", precision]
     logger.info("converting %s to GGUF %s (once; cached in %s)", where, precision, out.parent)
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "NO_LOCAL_GGUF": "1"})
-    if result.returncode != 0 or not partial.is_file():
-        partial.unlink(missing_ok=True)
-        lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-        reason = lines[-1].strip() if lines else f"exit status {result.returncode}"
-        raise LinguaLiftError(f"{where}: llama.cpp's converter cannot take this model ({reason}); use --backend hf")
-    os.replace(partial, out)
+    with replace_directory(out.parent) as staging:
+        command = [sys.executable, "-c", _CONVERT, str(llama_dir), str(hf_dir), "--outfile", str(staging / out.name),
+                   "--outtype", precision]
+        result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "NO_LOCAL_GGUF": "1"})
+        if result.returncode != 0 or not (staging / out.name).is_file():
+            lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+            reason = lines[-1].strip() if lines else f"exit status {result.returncode}"
+            raise LinguaLiftError(f"{where}: llama.cpp's converter cannot take this model ({reason}); "
+                                  "use --backend hf")
     return out
 
 
-def _cached_gguf(fingerprint: dict, label: str, precision: str) -> Path:
-    digest = fingerprint.get("content") or fingerprint.get("spec", "").replace("/", "_")
-    return cache_dir("llamacpp", "gguf") / f"{label}-{digest}-{precision}.gguf"
+def _content_identity(fingerprint: dict) -> dict:
+    """A `path_fingerprint` without where the files lie: the same weights copied elsewhere are the same model."""
+    identity = {key: value for key, value in fingerprint.items() if key not in ("path", "refers_to")}
+    for role, part in fingerprint.get("refers_to", {}).items():
+        identity[role] = _content_identity(part)
+    return identity
+
+
+def gguf_sources(spec: str | Path) -> dict:
+    """The content identity of what the GGUF of `spec` is made from. A LinguaLIFT checkpoint: its LLM (the `llm/`
+    folder it stores, else the LLM it refers to; never its encoder or alignment layer) and its LoRA adapter
+    (merged into that LLM) if it has one. A plain LLM folder: itself."""
+    if not is_lingualift_checkpoint(spec):
+        return {"llm": _content_identity(path_fingerprint(spec))}
+    path = Path(spec)
+    llm = path / LLM_DIR if (path / LLM_DIR).is_dir() else referenced_parts(path)["llm"]
+    sources = {"llm": _content_identity(path_fingerprint(llm))}
+    if (path / ADAPTER_DIR).is_dir():
+        sources["adapter"] = _content_identity(path_fingerprint(path / ADAPTER_DIR))
+    return sources
+
+
+def cached_gguf(spec: str | Path, precision: str) -> Path:
+    """Where the GGUF of `spec` in `precision` is cached (it exists once converted)."""
+    label = "lingualift" if is_lingualift_checkpoint(spec) else "llm"
+    return cache_dir("llamacpp", "gguf") / f"{label}-{digest(gguf_sources(spec), 16)}-{precision}" / GGUF_FILE
 
 
 # ---------------------------------------------------------------------------------------------- sampling
@@ -209,8 +240,8 @@ class LlamaCppGenerator(EngineGenerator):
         if is_lingualift_checkpoint(self.spec):
             from lingualift.model.modeling import LinguaLiftModel
 
-            target = _cached_gguf(path_fingerprint(self.spec), "lingualift", precision)  # checkpoint content
             model = LinguaLiftModel.from_pretrained(self.spec, merge_lora=True)  # stage 2: LoRA merged once
+            target = cached_gguf(self.spec, precision)  # after loading: a checkpoint without its LLM fails there
             self._defaults = hf_sampling_defaults(model.llm.generation_config)
             if not target.is_file():
                 merged = scratch / "llm"
@@ -221,15 +252,12 @@ class LlamaCppGenerator(EngineGenerator):
             self._prepare_bridge_side(model)
             return target
         llm_dir = plain_llm_dir(self.spec, scratch)
+        if not Path(llm_dir).exists() and is_hub_id(llm_dir):
+            llm_dir = hub_snapshot(str(llm_dir))  # the converter reads a local folder
         tokenizer = components.load_tokenizer(str(llm_dir), "--model")
         self._prepare_causal_side(tokenizer)
-        from transformers import GenerationConfig
-
-        config = None
-        if Path(llm_dir, "generation_config.json").is_file():
-            config = GenerationConfig.from_pretrained(llm_dir)
-        self._defaults = hf_sampling_defaults(config)
-        target = _cached_gguf(path_fingerprint(llm_dir), "llm", precision)
+        self._defaults = model_sampling_defaults(llm_dir)
+        target = cached_gguf(llm_dir, precision)
         if not target.is_file():
             if not Path(llm_dir, "config.json").is_file():
                 raise LinguaLiftError(f"{self.spec}: not a local transformers model folder; llama.cpp converts "

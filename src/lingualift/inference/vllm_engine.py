@@ -21,7 +21,7 @@ import torch
 
 from lingualift.checkpoint import ADAPTER_DIR, LLM_DIR, LLM_TOKENIZER_DIR, is_lingualift_checkpoint
 from lingualift.errors import LinguaLiftError
-from lingualift.inference.engine import EngineGenerator, hf_sampling_defaults, plain_llm_dir, release_llm_body
+from lingualift.inference.engine import EngineGenerator, model_sampling_defaults, plain_llm_dir, release_llm_body
 from lingualift.model import components
 from lingualift.paths import cache_dir
 
@@ -68,16 +68,6 @@ def configure_environment() -> None:
     os.environ.setdefault("VLLM_CACHE_ROOT", str(cache_dir("vllm")))
 
 
-def _hf_sampling_defaults(model_dir: str | None) -> dict:
-    """`engine.hf_sampling_defaults` of the model's generation_config.json (transformers' defaults without one)."""
-    from transformers import GenerationConfig
-
-    config = None
-    if model_dir and Path(model_dir, "generation_config.json").is_file():
-        config = GenerationConfig.from_pretrained(model_dir)
-    return hf_sampling_defaults(config)
-
-
 class VLLMGenerator(EngineGenerator):
     """A `Generator` whose decoding runs in a vLLM engine (`backend="vllm"` of `load_generator`).
 
@@ -108,7 +98,7 @@ class VLLMGenerator(EngineGenerator):
         llm_config = AutoConfig.from_pretrained(str(llm_dir))
         _check_head_size(llm_config, llm_dir)
         self.dtype = _vllm_dtype(dtype, llm_config)
-        self._sampling_defaults = _hf_sampling_defaults(llm_dir)
+        self._sampling_defaults = model_sampling_defaults(llm_dir)
         if self.lora_request is not None:
             engine.setdefault("enable_lora", True)
             engine.setdefault("max_lora_rank", self._lora_rank)

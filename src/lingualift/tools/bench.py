@@ -510,6 +510,20 @@ def _bench_model(settings: BenchSettings, workdir: Path) -> str:
     return str(path)
 
 
+def backend_load_arguments(settings: BenchSettings, backend: str, dtype: str) -> dict:
+    """`load_generator`'s keyword arguments for one row of the comparison. llama.cpp runs on the CPU whatever
+    `--device` says (its rows share the run with hf / vLLM rows on the GPU) and takes a precision, not a torch
+    dtype."""
+    if backend == "llamacpp":
+        return {"backend": backend, "device": None, "dtype": None, "precision": dtype}
+    arguments = {"backend": backend, "device": settings.device, "dtype": dtype}
+    if backend == "vllm":
+        arguments["lora"] = settings.vllm_lora
+        if settings.vllm_eager:
+            arguments["engine_kwargs"] = {"enforce_eager": True}
+    return arguments
+
+
 def bench_backends(settings: BenchSettings, workdir: Path) -> dict:
     """Every backend x dtype loaded side by side, generating the same prompts; timed runs interleave (the order
     rotates each repeat), tokens/s are medians, and each speed-up is the median of same-repeat ratios."""
@@ -524,16 +538,10 @@ def bench_backends(settings: BenchSettings, workdir: Path) -> dict:
     rows, generators, outputs = [], {}, {}
     for backend, dtype in configs:
         key = f"{backend} {dtype}"
-        options = {"lora": settings.vllm_lora} if backend == "vllm" else {}
-        if backend == "vllm" and settings.vllm_eager:
-            options["engine_kwargs"] = {"enforce_eager": True}
-        if backend == "llamacpp":  # a precision of its own, not a torch dtype
-            options, dtype_arg = {"precision": dtype}, None
-        else:
-            dtype_arg = dtype
-        with TreeMemory(device) as memory:
+        arguments = backend_load_arguments(settings, backend, dtype)
+        with TreeMemory(torch.device(arguments["device"] or "cpu")) as memory:
             start = time.perf_counter()
-            generator = load_generator(spec, device=settings.device, dtype=dtype_arg, backend=backend, **options)
+            generator = load_generator(spec, **arguments)
             load_s = time.perf_counter() - start
             outputs[key] = _token_ids(generator, questions, settings.new_tokens, batch_size)  # warm-up, outputs
         generators[key] = generator
