@@ -22,8 +22,8 @@ BENGALI = "০১২৩৪৫৬৭৮৯"
 
 def unigram_tokenizer() -> PreTrainedTokenizerFast:
     """A SentencePiece-style (XLM-R / e5) vocabulary that merges digits like e5-small: `▁1,0` `50`, `▁১২` `৫`."""
-    merged = ["▁1,0", "50", "▁39", "▁65", "▁১২", "▁12", "▁ml", "▁and", "▁taka"]
-    singles = ["▁", ",", "."] + [p + d for d in "0123456789" + BENGALI for p in ("", "▁")]
+    merged = ["▁1,0", "50", "▁39", "▁65", "▁১২", "▁12", "▁ml", "▁and", "▁taka", "▁$12", "▁$1"]
+    singles = ["▁", ",", ".", "$"] + [p + d for d in "0123456789" + BENGALI for p in ("", "▁")]
     pieces = ["<s>", "<pad>", "</s>", "<unk>"] + merged + singles
     tokenizer = Tokenizer(models.Unigram([(piece, -1.0) for piece in pieces], unk_id=3, byte_fallback=False))
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
@@ -134,11 +134,14 @@ def test_split_digit_pieces_keep_their_own_digits_characters():
     assert ids == BridgeCollator(tokenizer, tokenizer, encoder_split_digits=True).encoder_ids(NUMBERS)
     assert list(zip(tokenizer.convert_ids_to_tokens(ids), spans)) == [
         ("<s>", (0, 0)), ("▁1", (0, 1)), (",", (1, 2)), ("0", (2, 3)), ("5", (3, 4)), ("0", (4, 5)),
-        ("▁ml", (5, 8)), ("▁and", (8, 12)), ("▁6", (12, 14)), ("5", (14, 15)), ("▁ml", (15, 18)), ("</s>", (0, 0))]
+        ("▁ml", (5, 8)), ("▁and", (8, 12)), ("▁6", (13, 14)), ("5", (14, 15)), ("▁ml", (15, 18)), ("</s>", (0, 0))]
     ids, spans = encoder_tokens(tokenizer, "১২৫ taka", max_length=64, split_digits=True, with_offsets=True)
     assert spans == [(0, 0), (0, 1), (1, 2), (2, 3), (3, 8), (0, 0)]
     ids, spans = encoder_tokens(tokenizer, NUMBERS, max_length=4, split_digits=True, with_offsets=True)
     assert spans == [(0, 0), (0, 1), (1, 2), (0, 0)]  # cut like the ids, closing token kept
+    ids, spans = encoder_tokens(tokenizer, "$12 and $1", max_length=64, split_digits=True, with_offsets=True)
+    assert list(zip(tokenizer.convert_ids_to_tokens(ids), spans)) == [  # `$` shares its digit's piece: the digit's span
+        ("<s>", (0, 0)), ("▁$1", (1, 2)), ("2", (2, 3)), ("▁and", (3, 7)), ("▁$1", (9, 10)), ("</s>", (0, 0))]
     off = tokenizer(NUMBERS, return_offsets_mapping=True)
     assert encoder_tokens(tokenizer, NUMBERS, max_length=64, with_offsets=True) == (
         off.input_ids, [tuple(span) for span in off.offset_mapping])
@@ -158,9 +161,14 @@ def test_every_digit_pairs_with_its_own_llm_digit_token():
     ids, _, paired = paired_encoder_batch(encoder, llm, [NUMBERS], max_length=64, split_digits=True)
     at_digits, digits = _digit_pairs(encoder, llm, ids[0].tolist(), paired[0].tolist(), NUMBERS)
     assert at_digits == digits == ["1", "0", "5", "0", "6", "5"]
-    ids, _, paired = paired_encoder_batch(encoder, llm, [NUMBERS], max_length=64)
+    ids, _, paired = paired_encoder_batch(encoder, llm, [NUMBERS, "$12 and 39"], max_length=64, split_digits=True)
+    at_digits, digits = _digit_pairs(encoder, llm, ids[1].tolist(), paired[1].tolist(), "$12 and 39")
+    assert at_digits == digits == ["1", "2", "3", "9"]
+    ids, _, paired = paired_encoder_batch(encoder, llm, [NUMBERS, "$12 and 39"], max_length=64)
     at_digits, _ = _digit_pairs(encoder, llm, ids[0].tolist(), paired[0].tolist(), NUMBERS)
-    assert at_digits == ["1", "5", "6"]  # off: a merged piece pairs with its first digit only, as before
+    assert at_digits == ["1", "5", "6"]  # off: a merged piece pairs with its first character only, as before
+    at_digits, _ = _digit_pairs(encoder, llm, ids[1].tolist(), paired[1].tolist(), "$12 and 39")
+    assert at_digits == ["$", "3"]
 
 
 def test_digits_after_a_swapped_word_pair_with_the_english_digits():

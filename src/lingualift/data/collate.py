@@ -96,7 +96,7 @@ _DIGIT_OR_RUN = re.compile(r"\d|\D+")  # \d: every script's decimal digits (Beng
 
 
 def _split_digit_parts(tokenizer, ids: Sequence[int]) -> list[list[tuple[str | None, list[int]]]]:
-    """Per id, its parts as `(part text, ids)`: one part `(None, [id])` for a piece with fewer than two digits,
+    """Per id, its parts as `(part text, ids)`: one part `(piece, [id])` for a piece with fewer than two digits,
     else one part per digit and per run of other characters (`split_digit_pieces`)."""
     vocabulary = tokenizer.get_vocab()
     model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
@@ -104,7 +104,7 @@ def _split_digit_parts(tokenizer, ids: Sequence[int]) -> list[list[tuple[str | N
     out: list[list[tuple[str | None, list[int]]]] = []
     for token_id, piece in zip(ids, tokenizer.convert_ids_to_tokens(list(ids))):
         if piece is None or sum(char.isdecimal() for char in piece) < 2:
-            out.append([(None, [token_id])])
+            out.append([(piece, [token_id])])
             continue
         parts = _DIGIT_OR_RUN.findall(piece)
         if not parts[0].isdecimal():  # the word-start marker or leading text goes with the first digit
@@ -135,21 +135,28 @@ def split_digit_pieces(tokenizer, ids: Sequence[int]) -> list[int]:
     return [token_id for parts in _split_digit_parts(tokenizer, ids) for _, part_ids in parts for token_id in part_ids]
 
 
-def _part_spans(text: str, begin: int, end: int, parts: Sequence[str]) -> list[tuple[int, int]]:
-    """The characters of `text[begin:end]` each part of a split piece stands for: a digit part its own digit
-    (the first part also the text before it), a run of other characters what lies between its digits. A piece
-    whose digits do not match its characters one for one (a normaliser rewrote them) keeps its span whole."""
+def _holds_digit(part: str | None) -> bool:
+    return part is not None and any(char.isdecimal() for char in part)
+
+
+def _part_spans(text: str, begin: int, end: int, parts: Sequence[str | None]) -> list[tuple[int, int]]:
+    """The characters of `text[begin:end]` each part of a piece stands for: a part holding a digit that digit
+    alone (so it pairs with the LLM's token of the digit, also when text such as `$` or `/` shares its piece), a
+    run of other characters what lies between the digits. A piece whose digits do not match its characters one
+    for one (a normaliser rewrote them) keeps its span whole."""
     digits = [position for position in range(begin, end) if text[position].isdecimal()]
-    if len(digits) != sum(any(char.isdecimal() for char in part) for part in parts):
+    if len(digits) != sum(_holds_digit(part) for part in parts):
         return [(begin, end)] * len(parts)
     spans, cursor, next_digit = [], begin, iter(digits)
     for part in parts:
-        if any(char.isdecimal() for char in part):
-            stop = next(next_digit) + 1
+        if _holds_digit(part):
+            digit = next(next_digit)
+            spans.append((digit, digit + 1))
+            cursor = digit + 1
         else:
             stop = next((position for position in digits if position >= cursor), end)
-        spans.append((cursor, stop))
-        cursor = stop
+            spans.append((cursor, stop))
+            cursor = stop
     return spans
 
 
@@ -159,7 +166,8 @@ def encoder_tokens(tokenizer, text: str, *, max_length: int, split_digits: bool 
     warm start and the lexical objective all read prompts through it). Its tokenizer's ids (digits split with
     `split_digits`, `split_digit_pieces`), at most `max_length`, keeping the closing special token (`</s>`,
     `[SEP]`) when the text is cut; with `with_offsets` (fast tokenizers only) also each id's character span in
-    `text` ((0, 0) for special tokens), one digit's span per split digit piece, else None.
+    `text` ((0, 0) for special tokens), else None. With `split_digits` a position holding a digit spans that
+    digit alone, so each digit pairs with the LLM's token of the same digit (`_part_spans`).
     """
     if not split_digits:
         encoded = tokenizer(text, truncation=True, max_length=max_length, return_offsets_mapping=with_offsets)
@@ -170,7 +178,8 @@ def encoder_tokens(tokenizer, text: str, *, max_length: int, split_digits: bool 
     for index, parts in enumerate(_split_digit_parts(tokenizer, encoded.input_ids)):
         if with_offsets:
             begin, end = encoded.offset_mapping[index]
-            part_spans = [(begin, end)] if len(parts) == 1 else _part_spans(text, begin, end, [p for p, _ in parts])
+            texts = [part for part, _ in parts]
+            part_spans = _part_spans(text, begin, end, texts) if any(map(_holds_digit, texts)) else [(begin, end)]
         for position, (_, part_ids) in enumerate(parts):
             ids.extend(part_ids)
             if with_offsets:
