@@ -82,7 +82,8 @@ def leading_special_ids(tokenizer) -> list[int]:
     return []
 
 
-def _pad(sequences: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_ids(sequences: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(ids, attention mask)`, right-padded with `pad_id` to the longest sequence."""
     width = max((len(s) for s in sequences), default=0)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -248,16 +249,16 @@ class BridgeCollator(_TargetTokens):
 
     def __call__(self, examples: Sequence[PromptTarget]) -> BridgeBatch:
         encoded = [self.encoder_ids(example.prompt) for example in examples]
-        encoder_input_ids, encoder_attention_mask = _pad(encoded, self.encoder_tokenizer.pad_token_id or 0)
-        prefix_ids, prefix_mask = _pad([self.prefix] * len(examples), self.pad_id)
+        encoder_input_ids, encoder_attention_mask = pad_ids(encoded, self.encoder_tokenizer.pad_token_id or 0)
+        prefix_ids, prefix_mask = pad_ids([self.prefix] * len(examples), self.pad_id)
         suffixes = [
             (self._text_ids(example.prompt) if self.llm_sees_query else []) + self.suffix for example in examples
         ]
-        suffix_ids, suffix_mask = _pad(suffixes, self.pad_id)
+        suffix_ids, suffix_mask = pad_ids(suffixes, self.pad_id)
         target_ids = target_mask = None
         if all(example.target is not None for example in examples):
-            target_ids, target_mask = _pad([self.target_ids(example.target, example.end_of_sequence) for example in examples],
-                                          self.pad_id)
+            targets = [self.target_ids(example.target, example.end_of_sequence) for example in examples]
+            target_ids, target_mask = pad_ids(targets, self.pad_id)
         return BridgeBatch(encoder_input_ids, encoder_attention_mask, prefix_ids, prefix_mask, suffix_ids,
                            suffix_mask, target_ids, target_mask)
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
-from lingualift.data.collate import _pad, encoder_tokens
+from lingualift.data.collate import encoder_tokens, pad_ids
 from lingualift.errors import LinguaLiftError
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def paired_encoder_batch(encoder_tokenizer, llm_tokenizer, texts: Sequence[str],
     source_texts = texts if source_texts is None else source_texts
     read = [encoder_tokens(encoder_tokenizer, text, max_length=max_length, split_digits=split_digits,
                            with_offsets=True) for text in texts]
-    input_ids, attention_mask = _pad([ids for ids, _ in read], encoder_tokenizer.pad_token_id or 0)
+    input_ids, attention_mask = pad_ids([ids for ids, _ in read], encoder_tokenizer.pad_token_id or 0)
     llm = llm_tokenizer(list(source_texts), return_offsets_mapping=True, add_special_tokens=False)
     paired = torch.full_like(input_ids, -1)
     for row, (text, (_, offsets)) in enumerate(zip(texts, read)):
