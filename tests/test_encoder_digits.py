@@ -22,8 +22,8 @@ BENGALI = "০১২৩৪৫৬৭৮৯"
 
 def unigram_tokenizer() -> PreTrainedTokenizerFast:
     """A SentencePiece-style (XLM-R / e5) vocabulary that merges digits like e5-small: `▁1,0` `50`, `▁১২` `৫`."""
-    merged = ["▁1,0", "50", "▁39", "▁65", "▁১২", "▁12", "▁ml", "▁and", "▁taka", "▁$12", "▁$1"]
-    singles = ["▁", ",", ".", "$"] + [p + d for d in "0123456789" + BENGALI for p in ("", "▁")]
+    merged = ["▁1,0", "50", "▁39", "▁65", "▁১২", "▁12", "▁ml", "▁and", "▁taka", "▁$12", "▁$1", ":45"]
+    singles = ["▁", ",", ".", "$", ":"] + [p + d for d in "0123456789" + BENGALI for p in ("", "▁")]
     pieces = ["<s>", "<pad>", "</s>", "<unk>"] + merged + singles
     tokenizer = Tokenizer(models.Unigram([(piece, -1.0) for piece in pieces], unk_id=3, byte_fallback=False))
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
@@ -156,14 +156,24 @@ def _digit_pairs(encoder, llm, ids, paired, text) -> tuple[list[str], list[str]]
     return at_digits, [piece for piece in llm.convert_ids_to_tokens(llm_ids) if piece.isdecimal()]
 
 
+def _paired_digit_tokens(llm, paired) -> list[str]:
+    """Every LLM digit token some encoder position pairs with, in order (a digit paired twice shows twice)."""
+    return [piece for piece in llm.convert_ids_to_tokens([token for token in paired if token >= 0])
+            if piece.isdecimal()]
+
+
 def test_every_digit_pairs_with_its_own_llm_digit_token():
     encoder, llm = unigram_tokenizer(), tiny_model().llm_tokenizer  # the tiny LLM reads one token per digit
     ids, _, paired = paired_encoder_batch(encoder, llm, [NUMBERS], max_length=64, split_digits=True)
     at_digits, digits = _digit_pairs(encoder, llm, ids[0].tolist(), paired[0].tolist(), NUMBERS)
     assert at_digits == digits == ["1", "0", "5", "0", "6", "5"]
+    assert _paired_digit_tokens(llm, paired[0].tolist()) == digits  # and no other position pairs with a digit
     ids, _, paired = paired_encoder_batch(encoder, llm, [NUMBERS, "$12 and 39"], max_length=64, split_digits=True)
     at_digits, digits = _digit_pairs(encoder, llm, ids[1].tolist(), paired[1].tolist(), "$12 and 39")
     assert at_digits == digits == ["1", "2", "3", "9"]
+    # ":45" split into ":4" "5", ":4" missing from the vocabulary and tokenised alone: only its "4" pairs with 4.
+    ids, _, paired = paired_encoder_batch(encoder, llm, ["10:45"], max_length=64, split_digits=True)
+    assert _paired_digit_tokens(llm, paired[0].tolist()) == ["1", "0", "4", "5"]
     ids, _, paired = paired_encoder_batch(encoder, llm, [NUMBERS, "$12 and 39"], max_length=64)
     at_digits, _ = _digit_pairs(encoder, llm, ids[0].tolist(), paired[0].tolist(), NUMBERS)
     assert at_digits == ["1", "5", "6"]  # off: a merged piece pairs with its first character only, as before

@@ -116,9 +116,10 @@ def _split_digit_parts(tokenizer, ids: Sequence[int]) -> list[list[tuple[str | N
             known = next((vocabulary[c] for c in candidates if c in vocabulary), None)
             if known is not None:
                 split.append((part, [known]))
-            else:
+            else:  # each piece of the part's own tokenisation is a part, so only the digit's piece spans the digit
                 text = part.removeprefix(continuation) if continuation else part
-                split.append((part, tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text.lstrip("\u2581")))))
+                pieces = tokenizer.tokenize(text.lstrip("\u2581"))
+                split.extend((piece, [piece_id]) for piece, piece_id in zip(pieces, tokenizer.convert_tokens_to_ids(pieces)))
         out.append(split)
     return out
 
