@@ -82,7 +82,8 @@ def leading_special_ids(tokenizer) -> list[int]:
     return []
 
 
-def _pad(sequences: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_ids(sequences: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(ids, attention mask)`, right-padded with `pad_id` to the longest sequence."""
     width = max((len(s) for s in sequences), default=0)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -95,6 +96,34 @@ def _pad(sequences: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
 _DIGIT_OR_RUN = re.compile(r"\d|\D+")  # \d: every script's decimal digits (Bengali ৫, Thai ๕, …)
 
 
+def _split_digit_parts(tokenizer, ids: Sequence[int]) -> list[list[tuple[str | None, list[int]]]]:
+    """Per id, its parts as `(part text, ids)`: one part `(piece, [id])` for a piece with fewer than two digits,
+    else one part per digit and per run of other characters (`split_digit_pieces`)."""
+    vocabulary = tokenizer.get_vocab()
+    model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
+    continuation = getattr(model, "continuing_subword_prefix", None) or ""
+    out: list[list[tuple[str | None, list[int]]]] = []
+    for token_id, piece in zip(ids, tokenizer.convert_ids_to_tokens(list(ids))):
+        if piece is None or sum(char.isdecimal() for char in piece) < 2:
+            out.append([(piece, [token_id])])
+            continue
+        parts = _DIGIT_OR_RUN.findall(piece)
+        if not parts[0].isdecimal():  # the word-start marker or leading text goes with the first digit
+            parts[:2] = [parts[0] + parts[1]]
+        split: list[tuple[str | None, list[int]]] = []
+        for index, part in enumerate(parts):
+            candidates = [part] if index == 0 else [continuation + part, part]
+            known = next((vocabulary[c] for c in candidates if c in vocabulary), None)
+            if known is not None:
+                split.append((part, [known]))
+            else:  # each piece of the part's own tokenisation is a part, so only the digit's piece spans the digit
+                text = part.removeprefix(continuation) if continuation else part
+                pieces = tokenizer.tokenize(text.lstrip("\u2581"))
+                split.extend((piece, [piece_id]) for piece, piece_id in zip(pieces, tokenizer.convert_tokens_to_ids(pieces)))
+        out.append(split)
+    return out
+
+
 def split_digit_pieces(tokenizer, ids: Sequence[int]) -> list[int]:
     """Re-tokenise every piece holding several digits into one piece per digit: one encoder position per digit.
 
@@ -105,26 +134,63 @@ def split_digit_pieces(tokenizer, ids: Sequence[int]) -> list[int]:
     vocabulary lacks is tokenised on its own, which can never merge digits. Pieces are read as text, so a
     byte-level vocabulary's non-ASCII digits are not seen.
     """
-    vocabulary = tokenizer.get_vocab()
-    model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
-    continuation = getattr(model, "continuing_subword_prefix", None) or ""
-    out: list[int] = []
-    for token_id, piece in zip(ids, tokenizer.convert_ids_to_tokens(list(ids))):
-        if piece is None or sum(char.isdecimal() for char in piece) < 2:
-            out.append(token_id)
-            continue
-        parts = _DIGIT_OR_RUN.findall(piece)
-        if not parts[0].isdecimal():  # the word-start marker or leading text goes with the first digit
-            parts[:2] = [parts[0] + parts[1]]
-        for index, part in enumerate(parts):
-            candidates = [part] if index == 0 else [continuation + part, part]
-            known = next((vocabulary[c] for c in candidates if c in vocabulary), None)
-            if known is not None:
-                out.append(known)
-            else:
-                text = part.removeprefix(continuation) if continuation else part
-                out.extend(tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text.lstrip("\u2581"))))
-    return out
+    return [token_id for parts in _split_digit_parts(tokenizer, ids) for _, part_ids in parts for token_id in part_ids]
+
+
+def _holds_digit(part: str | None) -> bool:
+    return part is not None and any(char.isdecimal() for char in part)
+
+
+def _part_spans(text: str, begin: int, end: int, parts: Sequence[str | None]) -> list[tuple[int, int]]:
+    """The characters of `text[begin:end]` each part of a piece stands for: a part holding a digit that digit
+    alone (so it pairs with the LLM's token of the digit, also when text such as `$` or `/` shares its piece), a
+    run of other characters what lies between the digits. A piece whose digits do not match its characters one
+    for one (a normaliser rewrote them) keeps its span whole."""
+    digits = [position for position in range(begin, end) if text[position].isdecimal()]
+    if len(digits) != sum(_holds_digit(part) for part in parts):
+        return [(begin, end)] * len(parts)
+    spans, cursor, next_digit = [], begin, iter(digits)
+    for part in parts:
+        if _holds_digit(part):
+            digit = next(next_digit)
+            spans.append((digit, digit + 1))
+            cursor = digit + 1
+        else:
+            stop = next((position for position in digits if position >= cursor), end)
+            spans.append((cursor, stop))
+            cursor = stop
+    return spans
+
+
+def encoder_tokens(tokenizer, text: str, *, max_length: int, split_digits: bool = False,
+                   with_offsets: bool = False) -> tuple[list[int], list[tuple[int, int]] | None]:
+    """What the encoder reads of `text`: the one place that decides it (`BridgeCollator.encoder_ids`, the lexical
+    warm start and the lexical objective all read prompts through it). Its tokenizer's ids (digits split with
+    `split_digits`, `split_digit_pieces`), at most `max_length`, keeping the closing special token (`</s>`,
+    `[SEP]`) when the text is cut; with `with_offsets` (fast tokenizers only) also each id's character span in
+    `text` ((0, 0) for special tokens), else None. With `split_digits` a position holding a digit spans that
+    digit alone, so each digit pairs with the LLM's token of the same digit (`_part_spans`).
+    """
+    if not split_digits:
+        encoded = tokenizer(text, truncation=True, max_length=max_length, return_offsets_mapping=with_offsets)
+        return encoded.input_ids, [tuple(span) for span in encoded.offset_mapping] if with_offsets else None
+    encoded = tokenizer(text, return_offsets_mapping=with_offsets)
+    ids: list[int] = []
+    spans: list[tuple[int, int]] = []
+    for index, parts in enumerate(_split_digit_parts(tokenizer, encoded.input_ids)):
+        if with_offsets:
+            begin, end = encoded.offset_mapping[index]
+            texts = [part for part, _ in parts]
+            part_spans = _part_spans(text, begin, end, texts) if any(map(_holds_digit, texts)) else [(begin, end)]
+        for position, (_, part_ids) in enumerate(parts):
+            ids.extend(part_ids)
+            if with_offsets:
+                spans.extend([part_spans[position]] * len(part_ids))
+    if len(ids) > max_length:
+        closing = 1 if ids[-1] in tokenizer.all_special_ids else 0
+        ids = ids[: max_length - closing] + ids[len(ids) - closing :]
+        spans = spans[: max_length - closing] + spans[len(spans) - closing :]
+    return ids, spans if with_offsets else None
 
 
 class _TargetTokens:
@@ -178,28 +244,22 @@ class BridgeCollator(_TargetTokens):
         return self.llm_tokenizer(text, add_special_tokens=False).input_ids if text else []
 
     def encoder_ids(self, prompt: str) -> list[int]:
-        """What the encoder reads: its tokenizer's ids (digits split if asked), at most `encoder_max_length`,
-        keeping the closing special token (`</s>`, `[SEP]`) when the prompt is cut."""
-        if not self.encoder_split_digits:
-            return self.encoder_tokenizer(prompt, truncation=True, max_length=self.encoder_max_length).input_ids
-        ids = split_digit_pieces(self.encoder_tokenizer, self.encoder_tokenizer(prompt).input_ids)
-        if len(ids) <= self.encoder_max_length:
-            return ids
-        closing = ids[-1:] if ids[-1] in self.encoder_tokenizer.all_special_ids else []
-        return ids[: self.encoder_max_length - len(closing)] + closing
+        """What the encoder reads (`encoder_tokens`): digits split if asked, at most `encoder_max_length`."""
+        return encoder_tokens(self.encoder_tokenizer, prompt, max_length=self.encoder_max_length,
+                              split_digits=self.encoder_split_digits)[0]
 
     def __call__(self, examples: Sequence[PromptTarget]) -> BridgeBatch:
         encoded = [self.encoder_ids(example.prompt) for example in examples]
-        encoder_input_ids, encoder_attention_mask = _pad(encoded, self.encoder_tokenizer.pad_token_id or 0)
-        prefix_ids, prefix_mask = _pad([self.prefix] * len(examples), self.pad_id)
+        encoder_input_ids, encoder_attention_mask = pad_ids(encoded, self.encoder_tokenizer.pad_token_id or 0)
+        prefix_ids, prefix_mask = pad_ids([self.prefix] * len(examples), self.pad_id)
         suffixes = [
             (self._text_ids(example.prompt) if self.llm_sees_query else []) + self.suffix for example in examples
         ]
-        suffix_ids, suffix_mask = _pad(suffixes, self.pad_id)
+        suffix_ids, suffix_mask = pad_ids(suffixes, self.pad_id)
         target_ids = target_mask = None
         if all(example.target is not None for example in examples):
-            target_ids, target_mask = _pad([self.target_ids(example.target, example.end_of_sequence) for example in examples],
-                                          self.pad_id)
+            targets = [self.target_ids(example.target, example.end_of_sequence) for example in examples]
+            target_ids, target_mask = pad_ids(targets, self.pad_id)
         return BridgeBatch(encoder_input_ids, encoder_attention_mask, prefix_ids, prefix_mask, suffix_ids,
                            suffix_mask, target_ids, target_mask)
 

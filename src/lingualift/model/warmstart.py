@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
+from lingualift.data.collate import encoder_tokens, pad_ids
 from lingualift.errors import LinguaLiftError
 
 logger = logging.getLogger(__name__)
@@ -73,36 +74,53 @@ def paired_llm_tokens(text: str, encoder_offsets: Sequence[tuple[int, int]], sou
     return paired
 
 
+def paired_encoder_batch(encoder_tokenizer, llm_tokenizer, texts: Sequence[str], *, max_length: int,
+                         split_digits: bool = False, source_texts: Sequence[str] | None = None,
+                         spans: Sequence[Sequence[Sequence[int]]] | None = None,
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`(encoder ids, attention mask, paired LLM token per position (-1: none))` of `texts`, padded.
+
+    The encoder reads each text as the model does (`encoder_tokens`: with `split_digits` one position per
+    digit, each with its own digit's characters, so every digit pairs with the LLM token of that digit); the
+    positions pair with the LLM tokens of `source_texts` (default: the texts themselves) by `paired_llm_tokens`.
+    """
+    source_texts = texts if source_texts is None else source_texts
+    read = [encoder_tokens(encoder_tokenizer, text, max_length=max_length, split_digits=split_digits,
+                           with_offsets=True) for text in texts]
+    input_ids, attention_mask = pad_ids([ids for ids, _ in read], encoder_tokenizer.pad_token_id or 0)
+    llm = llm_tokenizer(list(source_texts), return_offsets_mapping=True, add_special_tokens=False)
+    paired = torch.full_like(input_ids, -1)
+    for row, (text, (_, offsets)) in enumerate(zip(texts, read)):
+        tokens = paired_llm_tokens(text, offsets, source_texts[row], llm.input_ids[row], llm.offset_mapping[row],
+                                   spans[row] if spans is not None else ())
+        paired[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+    return input_ids, attention_mask, paired
+
+
 def token_pairs(model, texts: Sequence[str], batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """`(encoder states [N, d_enc], LLM input embeddings [N, d_llm])` of tokens at the same character offset.
 
     Each encoder token is paired with the LLM token covering its first non-space character; special tokens
-    and encoder tokens with no covering LLM token are skipped.
+    and encoder tokens with no covering LLM token are skipped. The encoder reads the texts as the model does
+    (`model.encoder_split_digits`: one position per digit, each paired with its own digit's LLM token).
     """
     require_fast_tokenizers(model)
-    encoder_tokenizer, llm_tokenizer = model.encoder_tokenizer, model.llm_tokenizer
     embedding = model.llm.get_input_embeddings().weight
     device = embedding.device
     states, targets = [], []
     for start in range(0, len(texts), batch_size):
-        chunk = list(texts[start : start + batch_size])
-        encoded = encoder_tokenizer(chunk, return_offsets_mapping=True, truncation=True, padding=True,
-                                    max_length=model.config.encoder_max_length, return_tensors="pt")
+        input_ids, attention_mask, paired = paired_encoder_batch(
+            model.encoder_tokenizer, model.llm_tokenizer, list(texts[start : start + batch_size]),
+            max_length=model.config.encoder_max_length,
+            split_digits=model.config.encoder_split_digits)
         with torch.no_grad():
-            hidden = model.encode(encoded.input_ids.to(device), encoded.attention_mask.to(device))
-        llm_encoded = llm_tokenizer(chunk, return_offsets_mapping=True, add_special_tokens=False)
-        for row, text in enumerate(chunk):
-            offsets = [offset if mask else (0, 0) for offset, mask in
-                       zip(encoded.offset_mapping[row].tolist(), encoded.attention_mask[row].tolist())]
-            paired = paired_llm_tokens(text, offsets, text, llm_encoded.input_ids[row],
-                                       llm_encoded.offset_mapping[row])
-            for position, token in enumerate(paired):
-                if token >= 0:
-                    states.append(hidden[row, position])
-                    targets.append(token)
-    if not states:
+            hidden = model.encode(input_ids.to(device), attention_mask.to(device))
+        found = paired >= 0
+        states.append(hidden[found.to(device)])
+        targets.append(paired[found])
+    if not sum(len(rows) for rows in targets):
         raise LinguaLiftError("warm start: no encoder token could be paired with an LLM token (empty texts?)")
-    return torch.stack(states), embedding[torch.tensor(targets, device=device)].detach()
+    return torch.cat(states), embedding[torch.cat(targets).to(device)].detach()
 
 
 def lexical_warm_start(model, texts: Sequence[str], *, steps: int = 300, learning_rate: float = 1e-3,

@@ -33,7 +33,8 @@ class ModelSection:
     llm_suffix: str = option("", help="text after the soft prompt")
     encoder_max_length: int = option(512, min=1, help="encoder tokens per prompt")
     encoder_split_digits: bool = option(False, help="one encoder position per digit: number pieces the encoder's "
-                                        "tokenizer merges (e5: '▁1,0' '50') are split into one piece per digit")
+                                        "tokenizer merges (e5: '▁1,0' '50') are split into one piece per digit; "
+                                        "the lexical warm start and objective pair each with the LLM's digit token")
     init_from: str | None = option(None, help="checkpoint of the previous stage")
     dtype: str | None = option(None, help="load dtype of the parts (fp32, bf16); null keeps the checkpoint's")
     trainable: list[str] | None = option(None, help="overrides the stage's trainable groups")

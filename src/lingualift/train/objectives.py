@@ -34,7 +34,7 @@ from lingualift.data.collate import Batch
 from lingualift.data.instructions import build_examples
 from lingualift.data.prompts import format_prompt
 from lingualift.errors import LinguaLiftError
-from lingualift.model.warmstart import paired_llm_tokens, require_fast_tokenizers
+from lingualift.model.warmstart import paired_encoder_batch, require_fast_tokenizers
 
 IGNORE = -100
 logger = logging.getLogger(__name__)
@@ -118,26 +118,20 @@ def lexical_examples(records: Sequence[dict], template: str | None, where: str) 
 
 
 class LexicalCollator:
-    """Encoder tokens of each prompt, paired with the LLM tokens of its English source (`paired_llm_tokens`)."""
+    """Encoder tokens of each prompt, read as the model reads them (`encoder_split_digits`), paired with the LLM
+    tokens of its English source (`paired_encoder_batch`)."""
 
-    def __init__(self, encoder_tokenizer, llm_tokenizer, encoder_max_length: int):
+    def __init__(self, encoder_tokenizer, llm_tokenizer, encoder_max_length: int, encoder_split_digits: bool = False):
         self.encoder_tokenizer, self.llm_tokenizer = encoder_tokenizer, llm_tokenizer
-        self.encoder_max_length = encoder_max_length
+        self.encoder_max_length, self.encoder_split_digits = encoder_max_length, encoder_split_digits
 
     def __call__(self, examples: Sequence[LexicalExample]) -> LexicalBatch:
-        encoded = self.encoder_tokenizer([example.prompt for example in examples], return_offsets_mapping=True,
-                                         truncation=True, max_length=self.encoder_max_length, padding=True,
-                                         return_tensors="pt")
-        llm = self.llm_tokenizer([example.source_prompt for example in examples], return_offsets_mapping=True,
-                                 add_special_tokens=False)
-        paired = torch.full_like(encoded.input_ids, IGNORE)
-        for row, example in enumerate(examples):
-            offsets = [offset if mask else (0, 0) for offset, mask in
-                       zip(encoded.offset_mapping[row].tolist(), encoded.attention_mask[row].tolist())]
-            tokens = paired_llm_tokens(example.prompt, offsets, example.source_prompt, llm.input_ids[row],
-                                       llm.offset_mapping[row], example.spans)
-            paired[row] = torch.tensor([token if token >= 0 else IGNORE for token in tokens])
-        return LexicalBatch(encoded.input_ids, encoded.attention_mask, paired)
+        input_ids, attention_mask, paired = paired_encoder_batch(
+            self.encoder_tokenizer, self.llm_tokenizer, [example.prompt for example in examples],
+            max_length=self.encoder_max_length, split_digits=self.encoder_split_digits,
+            source_texts=[example.source_prompt for example in examples],
+            spans=[example.spans for example in examples])
+        return LexicalBatch(input_ids, attention_mask, paired.masked_fill(paired < 0, IGNORE))
 
 
 @dataclass(frozen=True)
@@ -170,7 +164,8 @@ class LexicalAlignment(Objective):
         require_fast_tokenizers(model)
         self.batch_size = batch_size
         self.examples = lexical_examples(records, template, where)
-        self.collator = LexicalCollator(model.encoder_tokenizer, model.llm_tokenizer, model.config.encoder_max_length)
+        self.collator = LexicalCollator(model.encoder_tokenizer, model.llm_tokenizer, model.config.encoder_max_length,
+                                        model.config.encoder_split_digits)
         with torch.no_grad():
             self.embedding_mean_square = float(model.llm.get_input_embeddings().weight.float().pow(2).mean())
         if cache:
