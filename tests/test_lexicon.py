@@ -275,6 +275,23 @@ def test_cli_induce_eval_show_with_vec_files(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[1].startswith("wec\t")
 
 
+def test_cli_induce_reports_foreign_drops_apart_from_english_ones(tmp_path):
+    src_words, src, tgt_words, tgt, _ = synthetic_languages(n=400, dim=24)
+    tgt_words[-3:] = ["und", "nicht", "der"]  # German words in the target vocabulary: `--drop-foreign de` drops them
+    for lang, words, vectors in (("en", src_words, src), ("xx", tgt_words, tgt)):
+        lines = [f"{len(words)} {vectors.shape[1]}"] + [f"{w} " + " ".join(f"{x:.6f}" for x in v)
+                                                         for w, v in zip(words, vectors)]
+        write(tmp_path / f"{lang}.vec", "\n".join(lines) + "\n")
+    out = tmp_path / "induced"
+    assert main(["lexicon", "induce", "--langs", "xx", "--words", "400", "--vectors", f"vec:{tmp_path}/{{lang}}.vec",
+                 "--init", "seeds", "--refinements", "1", "--reference", "none", "--drop-foreign", "de",
+                 "--out", str(out)]) == 0
+    entry = json.loads((out / "report.json").read_text())["languages"]["xx"]
+    expected = int((~lx.foreign_mask(tgt_words, ["de"])).sum())
+    assert expected >= 3 and entry["foreign_dropped"] == expected and entry["english_dropped"] == 0
+    assert entry["words"] == [400, 400 - expected]
+
+
 def test_cli_errors_exit_2(tmp_path, capsys):
     assert main(["lexicon", "show", str(tmp_path / "missing.tsv")]) == 2
     assert main(["lexicon", "induce", "--langs", "de", "--words", "0", "--out", str(tmp_path)]) == 2

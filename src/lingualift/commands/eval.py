@@ -45,12 +45,14 @@ def backend_options(args) -> dict:
     return {"tensor_parallel_size": args.tensor_parallel_size, "lora": args.vllm_lora}
 
 
-def add_model_arguments(parser, batch_size: int = 16) -> None:
-    """Options shared by `eval` and `diagnose` to build a generator with `inference.load_generator`."""
+def add_model_arguments(parser, batch_size: int = 16, prompt_template: bool = True) -> None:
+    """Options shared by `eval`, `diagnose` and `fidelity` to build a generator with `inference.load_generator`;
+    `prompt_template=False` where the command frames the question itself."""
     parser.add_argument("--model", required=True,
                         help="LinguaLIFT checkpoint dir (either stage), baseline / plain HF causal-LM dir, hub id or preset")
-    parser.add_argument("--prompt-template", help="template name (paper, alpaca, plain) or text with {question}; "
-                        "default: the checkpoint's own, else paper")
+    if prompt_template:
+        parser.add_argument("--prompt-template", help="template name (paper, alpaca, plain) or text with {question}; "
+                            "default: the checkpoint's own, else paper")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
     parser.add_argument("--dtype", help="float32, bfloat16, float16 (default: the model's)")
     parser.add_argument("--data-dir", help="data directory with the public layouts (default: $LINGUALIFT_DATA_DIR, ./data, ../shared/data)")
