@@ -81,6 +81,8 @@ def test_induced_spec_reads_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LINGUALIFT_CACHE", str(tmp_path / "cache"))
     with pytest.raises(LinguaLiftError, match="scripts/lexicons.sh"):
         lx.load_lexicon("induced:sw")
+    assert not (tmp_path / "cache").exists()  # looking for a lexicon creates no folder
+    lx.induced_lexicon_dir().mkdir(parents=True)
     write(lx.induced_lexicon_path("sw"), "water\tmaji\t1\nwater\tmajia\t2\n")
     lexicon = lx.load_lexicon("induced:sw")
     assert lexicon.lang == "sw" and lexicon.best("water") == ["maji"]

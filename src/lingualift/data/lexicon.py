@@ -34,7 +34,7 @@ import numpy as np
 from lingualift.checkpoint import path_fingerprint
 from lingualift.errors import LinguaLiftError
 from lingualift.io import atomic_write, iter_text_lines, require_file
-from lingualift.paths import cache_dir, find_data_dir
+from lingualift.paths import cache_dir, cache_root, find_data_dir
 
 logger = logging.getLogger(__name__)
 
@@ -256,8 +256,9 @@ def _lang_from_name(path: Path) -> str:
 
 
 def induced_lexicon_dir() -> Path:
-    """Where `scripts/lexicons.sh` puts the induced lexicons (spec `induced:XX` → `en-XX.tsv` there)."""
-    return cache_dir("lexicons", "induced")
+    """Where `scripts/lexicons.sh` puts the induced lexicons (spec `induced:XX` → `en-XX.tsv` there); not
+    created: readers and pre-flight checks (`--dry-run`) only look, `lexicon induce --out` creates it."""
+    return cache_root() / "lexicons" / "induced"
 
 
 def induced_lexicon_path(lang: str) -> Path:
