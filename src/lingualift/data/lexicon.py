@@ -840,7 +840,10 @@ class VectorSource:
         return [words[i] for i in keep], vectors[keep]
 
     def vectors(self, words: Sequence[str]) -> np.ndarray:
-        model = json.dumps(path_fingerprint(self.target), sort_keys=True)  # the encoder's content, not its name
+        from lingualift.model.components import ENCODER, model_location
+
+        # the encoder's content, not its name: a rebuilt asset or a changed folder embeds anew
+        model = json.dumps(path_fingerprint(model_location(self.target, ENCODER)), sort_keys=True)
         key = hashlib.sha256(
             "\n".join([self.target, model, repr(self.layer), self.prefix, *words]).encode("utf-8")
         ).hexdigest()[:24]

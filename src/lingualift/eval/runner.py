@@ -59,8 +59,10 @@ def run_identity(generator, settings: GenerationSettings, model_spec: str | os.P
     files, not just its folder name: every trained checkpoint is called `final`), the prompt template, every
     field of the generation settings (new fields are covered without code changes), the backend and the
     precision the LLM decodes in."""
+    from lingualift.model.components import LLM, model_location
+
     spec = model_spec if model_spec is not None else getattr(generator, "spec", generator.name)
-    return {"model": generator.name, "model_id": path_fingerprint(spec),
+    return {"model": generator.name, "model_id": path_fingerprint(model_location(spec, LLM)),
             "prompt_template": generator.rendered_prompt("{question}"),  # chat affixes included
             "generation": {**asdict(settings), "backend": generator.backend, "dtype": generator.dtype}}
 

@@ -163,6 +163,15 @@ def is_preset(spec) -> bool:
     return isinstance(spec, str) and spec in presets()
 
 
+def model_location(spec, role: str):
+    """What identifies model `spec` in `role` on disk, for a content fingerprint (`checkpoint.path_fingerprint`):
+    an asset-backed preset's folder in the cache (built or not: a rebuilt asset is new content), any other
+    spec as it is (a path, a hub id, or a tiny random preset, built from a config in code and so its name)."""
+    if not is_preset(spec):
+        return spec
+    return getattr(presets()[spec].get(role), "folder", spec)
+
+
 def build_preset(name: str, role: str, label: str):
     """Run preset `name`'s builder for `role`: a local HF directory or `(model, tokenizer)`."""
     builders = presets()[name]
