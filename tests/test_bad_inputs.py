@@ -901,7 +901,7 @@ case("pipeline-unknown-alignment-in-stage1", "stage1: model.alignment")(
     lambda work: pipe(work, "--set", "stage1.model.alignment=bogus"))
 
 
-@case("eval-out-is-a-folder-of-user-data", "run: holds files that are not an evaluation run")
+@case("eval-out-is-a-folder-of-user-data", "run: holds files an evaluation run does not write (notes.txt)")
 def _(work):
     (work / "run").mkdir()
     (work / "run" / "notes.txt").write_text("my notes")
