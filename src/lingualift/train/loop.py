@@ -441,7 +441,7 @@ class Trainer:
             path.unlink()
             return
         kept = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
-                if _logged_step(line) is not None and _logged_step(line) <= self.step]
+                if (step := _logged_step(line)) is not None and step <= self.step]
         with atomic_write(path) as handle:
             handle.writelines(kept)
 
