@@ -17,7 +17,7 @@ import functools
 import importlib
 import inspect
 import logging
-import pickle
+import pickle  # only for its exception: torch.load(weights_only=True) raises pickle.UnpicklingError itself
 from pathlib import Path
 from types import MappingProxyType
 from typing import Callable, Mapping
