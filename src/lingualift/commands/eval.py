@@ -118,32 +118,6 @@ def check_stop(stop: list[str] | None, flag: str = "--stop") -> tuple[str, ...] 
     return decoded
 
 
-def check_device(device: str | None, flag: str = "--device") -> None:
-    """A device this machine has: otherwise model loading fails deep inside torch with a traceback."""
-    if device is None:
-        return
-    import torch
-
-    from lingualift.errors import LinguaLiftError
-
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise LinguaLiftError(f"{flag} {device}: not a device; use cpu, cuda or cuda:N") from None
-    if parsed.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            build = "a CPU-only build of torch" if torch.version.cuda is None else "no visible CUDA device"
-            raise LinguaLiftError(f"{flag} {device}: CUDA is not available here ({build}); use --device cpu")
-        if parsed.index is not None and parsed.index >= count:
-            raise LinguaLiftError(f"{flag} {device}: this machine has {count} CUDA device(s), cuda:0 to "
-                                  f"cuda:{count - 1}")
-    elif parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise LinguaLiftError(f"{flag} {device}: Apple MPS is not available here; use --device cpu")
-    elif parsed.type not in ("cpu", "cuda", "mps"):
-        raise LinguaLiftError(f"{flag} {device}: unsupported device type {parsed.type!r}; use cpu or cuda")
-
-
 def run(args) -> int:
     from pathlib import Path
 
@@ -151,6 +125,7 @@ def run(args) -> int:
     from lingualift.inference.generators import load_generator
     from lingualift.eval.report import write_eval_report
     from lingualift.eval.tasks import load_examples, parse_task_langs
+    from lingualift.model.components import check_device
 
     from lingualift.inference import check_backend
 

@@ -22,11 +22,12 @@ def configure(parser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from lingualift.commands.eval import check_device, check_positive
+    from lingualift.commands.eval import check_positive
     from lingualift.eval.fidelity import FIDELITY_FILES, fidelity_markdown, measure_fidelity, write_fidelity_report
     from lingualift.eval.tasks import get_task
     from lingualift.inference.generators import load_generator
     from lingualift.io import check_output_dir
+    from lingualift.model.components import check_device
     from lingualift.schema import parse_languages
 
     for value, flag in ((args.limit, "--limit"), (args.batch_size, "--batch-size"),

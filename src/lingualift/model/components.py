@@ -253,6 +253,28 @@ def _first_line(exc: Exception) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def check_device(device: str | None, flag: str = "--device") -> None:
+    """A device this machine has: otherwise model loading fails deep inside torch with a traceback."""
+    if device is None:
+        return
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise LinguaLiftError(f"{flag} {device}: not a device; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            build = "a CPU-only build of torch" if torch.version.cuda is None else "no visible CUDA device"
+            raise LinguaLiftError(f"{flag} {device}: CUDA is not available here ({build}); use --device cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise LinguaLiftError(f"{flag} {device}: this machine has {count} CUDA device(s), cuda:0 to "
+                                  f"cuda:{count - 1}")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise LinguaLiftError(f"{flag} {device}: Apple MPS is not available here; use --device cpu")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise LinguaLiftError(f"{flag} {device}: unsupported device type {parsed.type!r}; use cpu or cuda")
+
+
 def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
