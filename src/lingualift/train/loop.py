@@ -306,8 +306,8 @@ class Trainer:
         if saved is None:
             logger.warning("%s predates resume checks: its settings cannot be compared with this config", path)
             return
-        defaults = resume_identity(TrainConfig(), self.stage)
-        defaults = {section: defaults[section] for section in ("model", "data", "training")}
+        defaults = {section: values for section, values in resume_identity(TrainConfig(), self.stage).items()
+                    if isinstance(values, dict)}  # the model, data and training sections' declared defaults
         changed = _differences(_with_added_options(_without_removed_options(saved), defaults), self.identity)
         if not changed:
             return
