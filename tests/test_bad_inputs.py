@@ -838,6 +838,10 @@ case("eval-device-cuda-without-cuda", "--device cuda", patch=_no_cuda)(
                   "--device", "cuda"])
 case("diagnose-device-cuda-without-cuda", "--device cuda:1", patch=_no_cuda)(
     lambda work: ["diagnose", "--model", "tiny-llama", "--out", str(work / "diag"), "--device", "cuda:1"])
+case("fidelity-device-cuda-without-cuda", "--device cuda", patch=_no_cuda)(
+    lambda work: ["fidelity", "--model", "tiny-llama", "--out", str(work / "fid"), "--device", "cuda"])
+case("fidelity-device-not-a-device", "--device gpu0")(
+    lambda work: ["fidelity", "--model", "tiny-llama", "--out", str(work / "fid"), "--device", "gpu0"])
 case("eval-device-not-a-device", "--device gpu0")(
     lambda work: [*EVAL, "--data-dir", str(mgsm_data(work)), "--langs", "de", "--out", str(work / "run"),
                   "--device", "gpu0"])
@@ -897,7 +901,7 @@ case("pipeline-unknown-alignment-in-stage1", "stage1: model.alignment")(
     lambda work: pipe(work, "--set", "stage1.model.alignment=bogus"))
 
 
-@case("eval-out-is-a-folder-of-user-data", "run: holds files that are not an evaluation run")
+@case("eval-out-is-a-folder-of-user-data", "run: holds files an evaluation run does not write (notes.txt)")
 def _(work):
     (work / "run").mkdir()
     (work / "run" / "notes.txt").write_text("my notes")
@@ -919,6 +923,10 @@ def folder_of_user_data(work: Path) -> Path:
 
 case("diagnose-out-is-a-folder-of-user-data", "--out")(
     lambda work: ["diagnose", "--model", "tiny-llama", "--out", str(folder_of_user_data(work))])
+case("fidelity-out-is-a-folder-of-user-data", "--out")(
+    lambda work: ["fidelity", "--model", "tiny-llama", "--out", str(folder_of_user_data(work))])
+case("lexicon-wordlist-out-is-a-folder-of-user-data", "--out")(
+    lambda work: ["lexicon", "wordlist", "--langs", "sw", "--words", "10", "--out", str(folder_of_user_data(work))])
 case("lexicon-induce-out-is-a-folder-of-user-data", "--out")(
     lambda work: ["lexicon", "induce", "--langs", "de", "--out", str(folder_of_user_data(work))])
 case("bench-output-is-a-folder-of-user-data", "--output")(

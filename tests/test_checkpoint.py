@@ -374,3 +374,17 @@ def test_the_model_card_keeps_no_lexicon_paths(tmp_path, runs):
     card = hub.model_card(run / "final")
     assert str(tmp_path) not in card
     assert "de: en-de.tsv" in card and "fr: muse:fr" in card
+
+
+def test_resolving_a_preset_or_hub_id_touches_no_sidecars_a_bare_folder_name_is_recovered(tmp_path, monkeypatch):
+    """Recovery (restore a renamed-aside folder, delete stale staging) runs only for specs that name a folder."""
+    import subprocess
+
+    monkeypatch.chdir(tmp_path)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    staging = tmp_path / f".tiny-llama.staging-{dead.pid}-abc123"
+    staging.mkdir()
+    assert checkpoint.resolve_model_spec("tiny-llama") == "tiny-llama" and staging.is_dir()
+    (tmp_path / f".myrun.old-{dead.pid}-abc123").mkdir()  # a kill between the two renames of `myrun`
+    assert checkpoint.resolve_model_spec("myrun") == "myrun" and (tmp_path / "myrun").is_dir()

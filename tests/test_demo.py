@@ -303,7 +303,7 @@ def test_page_bounds_what_it_is_sent(site):
 def test_pipeline_dir_flag_is_checked_before_the_page_starts(tmp_path):
     """An explicit --pipeline-dir must hold a trained checkpoint when the page's models come from it; with
     --model it only supplies the runs."""
-    from lingualift.commands.demo import check_pipeline_dir
+    from lingualift.tools.demo.checks import check_pipeline_dir
     from lingualift.errors import LinguaLiftError
 
     out = tmp_path / "pipeline"

@@ -81,6 +81,8 @@ def test_induced_spec_reads_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LINGUALIFT_CACHE", str(tmp_path / "cache"))
     with pytest.raises(LinguaLiftError, match="scripts/lexicons.sh"):
         lx.load_lexicon("induced:sw")
+    assert not (tmp_path / "cache").exists()  # looking for a lexicon creates no folder
+    lx.induced_lexicon_dir().mkdir(parents=True)
     write(lx.induced_lexicon_path("sw"), "water\tmaji\t1\nwater\tmajia\t2\n")
     lexicon = lx.load_lexicon("induced:sw")
     assert lexicon.lang == "sw" and lexicon.best("water") == ["maji"]
@@ -273,6 +275,23 @@ def test_cli_induce_eval_show_with_vec_files(tmp_path, capsys):
     assert code == 0 and re.search(r"P@1 (0\.9\d\d|1\.000)", capsys.readouterr().out)
     assert main(["lexicon", "show", str(out / "en-xx.tsv"), "wec"]) == 0
     assert capsys.readouterr().out.splitlines()[1].startswith("wec\t")
+
+
+def test_cli_induce_reports_foreign_drops_apart_from_english_ones(tmp_path):
+    src_words, src, tgt_words, tgt, _ = synthetic_languages(n=400, dim=24)
+    tgt_words[-3:] = ["und", "nicht", "der"]  # German words in the target vocabulary: `--drop-foreign de` drops them
+    for lang, words, vectors in (("en", src_words, src), ("xx", tgt_words, tgt)):
+        lines = [f"{len(words)} {vectors.shape[1]}"] + [f"{w} " + " ".join(f"{x:.6f}" for x in v)
+                                                         for w, v in zip(words, vectors)]
+        write(tmp_path / f"{lang}.vec", "\n".join(lines) + "\n")
+    out = tmp_path / "induced"
+    assert main(["lexicon", "induce", "--langs", "xx", "--words", "400", "--vectors", f"vec:{tmp_path}/{{lang}}.vec",
+                 "--init", "seeds", "--refinements", "1", "--reference", "none", "--drop-foreign", "de",
+                 "--out", str(out)]) == 0
+    entry = json.loads((out / "report.json").read_text())["languages"]["xx"]
+    expected = int((~lx.foreign_mask(tgt_words, ["de"])).sum())
+    assert expected >= 3 and entry["foreign_dropped"] == expected and entry["english_dropped"] == 0
+    assert entry["words"] == [400, 400 - expected]
 
 
 def test_cli_errors_exit_2(tmp_path, capsys):

@@ -144,6 +144,26 @@ def test_unresolvable_model_spec_is_a_user_error(monkeypatch):
         LinguaLiftModel.from_components("no-such/encoder", "tiny-llama")
 
 
+def test_an_asset_preset_is_fingerprinted_by_its_folder_a_tiny_one_by_its_name(tmp_path, monkeypatch):
+    """A rebuilt asset is new content (word-vector caches, pipeline stages and eval runs keyed on it go stale);
+    a tiny random preset is built from a config in code, so its name identifies it."""
+    from lingualift.checkpoint import path_fingerprint
+    from lingualift.model import components
+    from lingualift.tools import assets
+
+    monkeypatch.setenv("LINGUALIFT_CACHE", str(tmp_path / "cache"))
+    encoder = components.model_location("default", components.ENCODER)
+    assert encoder == assets.asset_path(assets.ENCODER) and not (tmp_path / "cache").exists()  # nothing built
+    assert components.model_location("default", components.LLM) == assets.asset_path(assets.LLM)
+    assert components.model_location("tiny-llama", components.LLM) == "tiny-llama"
+    assert components.model_location(str(tmp_path), components.LLM) == str(tmp_path)
+    encoder.mkdir(parents=True)
+    (encoder / "model.safetensors").write_bytes(b"first build")
+    first = path_fingerprint(components.model_location("default", components.ENCODER))
+    (encoder / "model.safetensors").write_bytes(b"rebuilt")
+    assert path_fingerprint(components.model_location("default", components.ENCODER)) != first
+
+
 def test_preset_registry():
     """Tiny presets are registered by `components`, asset-backed ones by `tools.assets` (on the first lookup,
     never when `components` is imported); bench-style temporary presets vanish after their block."""
@@ -158,8 +178,8 @@ def test_preset_registry():
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert shown == ["False", "True", "True"]
     registered = components.presets()
-    assert registered["default"] == {components.ENCODER: assets.default_encoder_dir,
-                                     components.LLM: assets.default_llm_dir}
+    assert registered["default"] == {components.ENCODER: assets.AssetBuilder(assets.ENCODER),
+                                     components.LLM: assets.AssetBuilder(assets.LLM)}
     with pytest.raises(LinguaLiftError, match="preset 'tiny-bert' has no llm"):
         components.load_component("tiny-bert", components.LLM)
     with pytest.raises(ValueError, match="roles"):

@@ -245,13 +245,16 @@ def test_an_llm_folder_changed_in_place_retrains_stage1(tmp_path, data_dir, caps
 
 
 def test_induced_lexicons_serve_languages_muse_lacks(tmp_path, data_dir, capsys):
-    from lingualift.data.lexicon import induced_lexicon_path
+    from lingualift.data.lexicon import induced_lexicon_dir, induced_lexicon_path
 
     out = tmp_path / "out"
     languages = ("--set", "lexicons.languages=[de,sw]", "--set", "lexicons.induced=[sw]")
+    assert _run(out, data_dir, *languages, "--dry-run") == 2
+    assert "no induced lexicon for sw" in capsys.readouterr().err and not induced_lexicon_dir().exists()
     assert _run(out, data_dir, *languages, "--until", "data") == 2
     err = capsys.readouterr().err
     assert "no induced lexicon for sw" in err and "scripts/lexicons.sh" in err and not out.exists()
+    induced_lexicon_dir().mkdir(parents=True)
     induced_lexicon_path("sw").write_text("apples\tmatufaha\t1\nbuys\tananunua\t1\n", encoding="utf-8")
     assert _run(out, data_dir, *languages, "--until", "data") == 0
     summary = _state(out)["phases"]["lexicons"]["summary"]["languages"]

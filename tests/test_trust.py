@@ -371,6 +371,28 @@ def test_a_checkpoint_from_before_an_option_was_removed_resumes_if_it_left_it_ne
             Trainer(config_from_dict(config)).train()
 
 
+@pytest.mark.parametrize("lm_every, resumes", [(10, True), (5, False)])
+def test_a_checkpoint_from_before_an_option_existed_counts_it_as_its_default(tmp_path, lm_every, resumes):
+    """Step checkpoints written before `training.lm_every` (and friends) existed lack them in their identity:
+    a missing option counts as its declared default, so the run resumes unless it sets another value."""
+    out = _train(tmp_path)
+    state_file = out / "checkpoints" / "step-2" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    for section, key in [("model", "encoder_split_digits"), ("training", "objective"), ("training", "lm_every"),
+                         ("training", "lexical_batch_size"), ("training", "lexical_cache")]:
+        del state["identity"][section][key]
+    state_file.write_text(json.dumps(state))
+    config = tiny_config(tmp_path, training={"max_steps": 3, "save_every": 1, "save_total_limit": 5,
+                                             "resume_from_checkpoint": "latest", "lm_every": lm_every})
+    if resumes:
+        trainer = Trainer(config_from_dict(config))
+        trainer.train()
+        assert trainer.step == 3
+    else:
+        with pytest.raises(LinguaLiftError, match=r"training.lm_every \(10 in the checkpoint, 5 now\)"):
+            Trainer(config_from_dict(config)).train()
+
+
 def test_a_diverging_run_stops_with_one_line_and_keeps_only_finite_weights(tmp_path, capsys):
     config = tiny_config(tmp_path, training={"max_steps": 6, "save_every": 1, "save_total_limit": 10,
                                              "learning_rate": 1e38, "max_grad_norm": 0.0})

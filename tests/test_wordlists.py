@@ -150,3 +150,25 @@ def test_freedict_errors(tmp_path):
     (tmp_path / "freedict-eng-abc.index").write_text("word\tA\tB\n", encoding="utf-8")
     with pytest.raises(LinguaLiftError, match="no freedict-eng-abc.dict.dz"):
         lx.read_freedict("abc", "ab", tmp_path)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda folder: (folder / "freedict-eng-abc.index").write_text(
+        "00-database-info\tA\tQ\nagree\tA!\tB\n", encoding="utf-8"),
+     r"freedict-eng-abc.index:2: 'A!' is not a dictd base-64 number"),
+    (lambda folder: (folder / "freedict-eng-abc.index").write_text("agree\tA\tBAAA\n", encoding="utf-8"),
+     r"freedict-eng-abc.index:1: the entry ends at byte \d+, past the end of freedict-eng-abc.dict.dz"),
+    (lambda folder: (folder / "freedict-eng-abc.dict.dz").write_bytes(gzip.compress(  # same length, bad bytes
+        gzip.decompress((folder / "freedict-eng-abc.dict.dz").read_bytes()).replace(b"kubali", b"\xff\xfebali"))),
+     r"freedict-eng-abc.index:2: the entry it points to in freedict-eng-abc.dict.dz is not valid UTF-8"),
+    (lambda folder: (folder / "freedict-eng-abc.dict.dz").write_bytes(b"not gzip at all"),
+     r"freedict-eng-abc.dict.dz: not a readable dictzip file"),
+    (lambda folder: (folder / "freedict-eng-abc.dict.dz").write_bytes(
+        gzip.compress(b"header\n\nnot an entry\nagree\n\nkubali\n")[:20]),
+     r"freedict-eng-abc.dict.dz: not a readable dictzip file"),
+])
+def test_a_corrupt_dictd_dictionary_is_one_error_naming_the_place(tmp_path, damage, message):
+    write_dictd(tmp_path, "freedict-eng-abc", [("agree", "agree <v>\n\nkubali\n")])
+    damage(tmp_path)
+    with pytest.raises(LinguaLiftError, match=message):
+        lx.read_freedict("abc", "ab", tmp_path)

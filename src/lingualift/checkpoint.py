@@ -506,6 +506,14 @@ def hub_snapshot(repo_id: str) -> Path:
         raise _hub_unavailable(repo_id, exc) from None
 
 
+def _names_a_folder(spec: str | os.PathLike) -> bool:
+    """Whether a missing `spec` is a folder to `recover`, not a preset or hub id: a path with a separator, or a
+    bare name whose renamed-aside copy lies beside it (a loader never touches sidecars of a preset's name)."""
+    text = os.fspath(spec)
+    return isinstance(spec, os.PathLike) or any(sep in text for sep in (os.sep, os.altsep) if sep) \
+        or bool(_sidecars(Path(text), OLD))
+
+
 def resolve_model_spec(spec):
     """What a loader opens: the hub id of a LinguaLIFT checkpoint becomes its local snapshot folder.
 
@@ -513,7 +521,7 @@ def resolve_model_spec(spec):
     returned as given; only the hub config.json is read to tell them apart. A local folder that a killed writer
     left renamed aside (`recover`) is restored first.
     """
-    if isinstance(spec, (str, os.PathLike)) and not Path(spec).exists():
+    if isinstance(spec, (str, os.PathLike)) and not Path(spec).exists() and _names_a_folder(spec):
         recover(spec)  # a folder caught between the two renames of a killed `replace_directory` comes back
     if not is_hub_id(spec):
         return spec

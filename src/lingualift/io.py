@@ -64,9 +64,11 @@ def require_file(path: str | os.PathLike, what: str = "file") -> Path:
     return path
 
 
-def check_output_dir(path: str | os.PathLike, produces: Iterable[str], flag: str) -> None:
-    """An output folder must be new, empty or hold only what this command writes (`produces`: glob patterns);
-    otherwise the command would write its files among the user's own, replacing any of the same name."""
+def check_output_dir(path: str | os.PathLike, produces: Iterable[str], flag: str, *, writer: str = "this command",
+                     advice: str = "") -> None:
+    """An output folder must be new, empty or hold only what `writer` writes (`produces`: glob patterns);
+    otherwise it would write its files among the user's own, replacing any of the same name. `flag` names the
+    setting in the message, `advice` adds a way out."""
     path = Path(path)
     if not path.is_dir():
         return  # new (or a file in the way, which creating the folder reports)
@@ -74,8 +76,8 @@ def check_output_dir(path: str | os.PathLike, produces: Iterable[str], flag: str
                      and not any(fnmatch.fnmatch(entry.name, pattern) for pattern in produces))
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise LinguaLiftError(f"{flag} {path}: holds files this command does not write ({shown}); choose a new or "
-                              "empty folder")
+        raise LinguaLiftError(f"{flag} {path}: holds files {writer} does not write ({shown}); choose a new or "
+                              f"empty folder{advice}")
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:

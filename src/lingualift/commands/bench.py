@@ -22,7 +22,7 @@ def configure(parser) -> None:
 
 
 def settings_from_args(args):
-    from lingualift.commands.eval import check_device as check_device_available
+    from lingualift.model.components import check_device as check_device_available
     from lingualift.errors import LinguaLiftError
     from lingualift.schema import from_dict, overrides_from_args
     from lingualift.tools.bench import BenchSettings, check_device

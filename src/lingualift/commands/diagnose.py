@@ -17,12 +17,13 @@ def configure(parser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from lingualift.commands.eval import check_device, check_positive
+    from lingualift.commands.eval import check_positive
     from lingualift.errors import LinguaLiftError
     from lingualift.eval.diagnose import diagnose, diagnose_markdown
     from lingualift.eval.tasks import MGSM_LANGUAGES, MMWP_LANGUAGES
     from lingualift.inference.generators import load_generator
     from lingualift.io import check_output_dir
+    from lingualift.model.components import check_device
     from lingualift.schema import parse_languages
 
     for value, flag in ((args.limit, "--limit"), (args.batch_size, "--batch-size"),

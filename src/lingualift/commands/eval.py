@@ -45,12 +45,14 @@ def backend_options(args) -> dict:
     return {"tensor_parallel_size": args.tensor_parallel_size, "lora": args.vllm_lora}
 
 
-def add_model_arguments(parser, batch_size: int = 16) -> None:
-    """Options shared by `eval` and `diagnose` to build a generator with `inference.load_generator`."""
+def add_model_arguments(parser, batch_size: int = 16, prompt_template: bool = True) -> None:
+    """Options shared by `eval`, `diagnose` and `fidelity` to build a generator with `inference.load_generator`;
+    `prompt_template=False` where the command frames the question itself."""
     parser.add_argument("--model", required=True,
                         help="LinguaLIFT checkpoint dir (either stage), baseline / plain HF causal-LM dir, hub id or preset")
-    parser.add_argument("--prompt-template", help="template name (paper, alpaca, plain) or text with {question}; "
-                        "default: the checkpoint's own, else paper")
+    if prompt_template:
+        parser.add_argument("--prompt-template", help="template name (paper, alpaca, plain) or text with {question}; "
+                            "default: the checkpoint's own, else paper")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
     parser.add_argument("--dtype", help="float32, bfloat16, float16 (default: the model's)")
     parser.add_argument("--data-dir", help="data directory with the public layouts (default: $LINGUALIFT_DATA_DIR, ./data, ../shared/data)")
@@ -116,32 +118,6 @@ def check_stop(stop: list[str] | None, flag: str = "--stop") -> tuple[str, ...] 
     return decoded
 
 
-def check_device(device: str | None, flag: str = "--device") -> None:
-    """A device this machine has: otherwise model loading fails deep inside torch with a traceback."""
-    if device is None:
-        return
-    import torch
-
-    from lingualift.errors import LinguaLiftError
-
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise LinguaLiftError(f"{flag} {device}: not a device; use cpu, cuda or cuda:N") from None
-    if parsed.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            build = "a CPU-only build of torch" if torch.version.cuda is None else "no visible CUDA device"
-            raise LinguaLiftError(f"{flag} {device}: CUDA is not available here ({build}); use --device cpu")
-        if parsed.index is not None and parsed.index >= count:
-            raise LinguaLiftError(f"{flag} {device}: this machine has {count} CUDA device(s), cuda:0 to "
-                                  f"cuda:{count - 1}")
-    elif parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise LinguaLiftError(f"{flag} {device}: Apple MPS is not available here; use --device cpu")
-    elif parsed.type not in ("cpu", "cuda", "mps"):
-        raise LinguaLiftError(f"{flag} {device}: unsupported device type {parsed.type!r}; use cpu or cuda")
-
-
 def run(args) -> int:
     from pathlib import Path
 
@@ -149,6 +125,7 @@ def run(args) -> int:
     from lingualift.inference.generators import load_generator
     from lingualift.eval.report import write_eval_report
     from lingualift.eval.tasks import load_examples, parse_task_langs
+    from lingualift.model.components import check_device
 
     from lingualift.inference import check_backend
 

@@ -80,13 +80,14 @@ def run(args) -> int:
 def _wordlist(args) -> int:
     from lingualift.data.wordlists import build_word_list, spell_dictionary
     from lingualift.errors import LinguaLiftError
-    from lingualift.io import atomic_write, write_json
+    from lingualift.io import atomic_write, check_output_dir, write_json
     from lingualift.model.components import build_preset, is_preset, load_tokenizer
     from lingualift.schema import parse_languages
 
     if args.words < 1:
         raise LinguaLiftError(f"--words must be positive, got {args.words}")
     langs = parse_languages(args.langs, "--langs", allow_all=False)
+    check_output_dir(args.out, ("wordlists.json", "[a-z][a-z].txt", "[a-z][a-z][a-z].txt"), "--out")
     for lang in langs:  # an unknown language fails before the tokenizer loads
         spell_dictionary(lang)
     encoder = args.encoder
@@ -148,17 +149,17 @@ def _induce(args) -> int:
     for lang in langs:
         begin = time.perf_counter()
         tgt_words, tgt_vectors = source.words_and_vectors(lang, args.words, corpora.get(lang))
-        dropped = 0
+        english_dropped = foreign_dropped = 0
         if not args.keep_english and lang in wordfreq.available_languages():
             keep = lx.native_mask(tgt_words, lang)
-            dropped = int((~keep).sum())
+            english_dropped = int((~keep).sum())
             tgt_words, tgt_vectors = [w for w, k in zip(tgt_words, keep) if k], tgt_vectors[keep]
-            logger.info("en-%s: dropped %d target words more frequent in English", lang, dropped)
+            logger.info("en-%s: dropped %d target words more frequent in English", lang, english_dropped)
         if foreign:
             keep = lx.foreign_mask(tgt_words, foreign)
-            dropped += int((~keep).sum())
+            foreign_dropped = int((~keep).sum())
             tgt_words, tgt_vectors = [w for w, k in zip(tgt_words, keep) if k], tgt_vectors[keep]
-            logger.info("en-%s: dropped %d target words frequent in %s", lang, int((~keep).sum()), ",".join(foreign))
+            logger.info("en-%s: dropped %d target words frequent in %s", lang, foreign_dropped, ",".join(foreign))
         embedded = time.perf_counter()
         result = lx.induce(lang, src_words, src_vectors, tgt_words, tgt_vectors, init=args.init,
                            refinements=args.refinements, k=args.knn, center=not args.no_center, source=args.vectors)
@@ -168,7 +169,8 @@ def _induce(args) -> int:
         for word, translation in result.seeds:
             seeds.add(word, translation)
         lx.write_tsv(seeds, out / f"en-{lang}.seeds.tsv")
-        entry = {"words": [len(src_words), len(tgt_words)], "english_dropped": dropped, "seeds": len(result.seeds),
+        entry = {"words": [len(src_words), len(tgt_words)], "english_dropped": english_dropped,
+                 "foreign_dropped": foreign_dropped, "seeds": len(result.seeds),
                  "refinement_pairs": result.refinement_sizes, "embed_s": round(embedded - begin, 1),
                  "induce_s": round(finished - embedded, 1)}
         if lang in references:

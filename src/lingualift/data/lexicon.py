@@ -34,7 +34,7 @@ import numpy as np
 from lingualift.checkpoint import path_fingerprint
 from lingualift.errors import LinguaLiftError
 from lingualift.io import atomic_write, iter_text_lines, require_file
-from lingualift.paths import cache_dir, find_data_dir
+from lingualift.paths import cache_dir, cache_root, find_data_dir
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,11 @@ _DICTD_DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+
 FREEDICT_DIR = Path("/usr/share/dictd")
 
 
-def _dictd_number(text: str) -> int:
+def _dictd_number(text: str, where: str) -> int:
+    """A number in dictd's base-64 digits; `where` (`file:line`) names a corrupt one."""
+    if not text or any(char not in _DICTD_DIGITS for char in text):
+        raise LinguaLiftError(f"{where}: {text!r} is not a dictd base-64 number; the index is corrupt "
+                              "(reinstall the dictionary)")
     value = 0
     for char in text:
         value = value * 64 + _DICTD_DIGITS.index(char)
@@ -175,24 +179,38 @@ def read_dictd(index: Path) -> Iterator[tuple[str, list[str]]]:
     repeats the headword with pronunciation and part of speech, the lines after it are its senses.
     """
     import gzip
+    import zlib
 
     index = require_file(index, "dictd index")
     stem = index.with_suffix("")
     packed, plain = stem.with_name(stem.name + ".dict.dz"), stem.with_name(stem.name + ".dict")
     if packed.is_file():
-        data = gzip.decompress(packed.read_bytes())  # dictzip is gzip with a random-access table
+        try:
+            data = gzip.decompress(packed.read_bytes())  # dictzip is gzip with a random-access table
+        except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError; a cut file an EOFError
+            raise LinguaLiftError(f"{packed}: not a readable dictzip file ({str(error) or 'cut short'}); reinstall "
+                                  "the dictionary") from None
     elif plain.is_file():
         data = plain.read_bytes()
     else:
         raise LinguaLiftError(f"{index}: no {packed.name} or {plain.name} beside it")
+    source = packed if packed.is_file() else plain
     for number, line in iter_text_lines(index):
+        where = f"{index}:{number}"
         parts = line.split("\t")
         if len(parts) != 3:
-            raise LinguaLiftError(f"{index}:{number}: expected `headword<TAB>offset<TAB>length`")
-        headword, offset, length = parts[0], _dictd_number(parts[1]), _dictd_number(parts[2])
+            raise LinguaLiftError(f"{where}: expected `headword<TAB>offset<TAB>length`")
+        headword, offset, length = parts[0], _dictd_number(parts[1], where), _dictd_number(parts[2], where)
         if headword.startswith("00database") or headword.startswith("00-database"):
             continue
-        body = data[offset : offset + length].decode("utf-8").splitlines()
+        if offset + length > len(data):
+            raise LinguaLiftError(f"{where}: the entry ends at byte {offset + length}, past the end of {source.name} "
+                                  f"({len(data)} bytes); the index does not belong to it (reinstall the dictionary)")
+        try:
+            body = data[offset : offset + length].decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise LinguaLiftError(f"{where}: the entry it points to in {source.name} is not valid UTF-8; the "
+                                  "dictionary is corrupt (reinstall it)") from None
         yield headword, [line.strip() for line in body[1:] if line.strip()]
 
 
@@ -238,8 +256,9 @@ def _lang_from_name(path: Path) -> str:
 
 
 def induced_lexicon_dir() -> Path:
-    """Where `scripts/lexicons.sh` puts the induced lexicons (spec `induced:XX` → `en-XX.tsv` there)."""
-    return cache_dir("lexicons", "induced")
+    """Where `scripts/lexicons.sh` puts the induced lexicons (spec `induced:XX` → `en-XX.tsv` there); not
+    created: readers and pre-flight checks (`--dry-run`) only look, `lexicon induce --out` creates it."""
+    return cache_root() / "lexicons" / "induced"
 
 
 def induced_lexicon_path(lang: str) -> Path:
@@ -821,7 +840,10 @@ class VectorSource:
         return [words[i] for i in keep], vectors[keep]
 
     def vectors(self, words: Sequence[str]) -> np.ndarray:
-        model = json.dumps(path_fingerprint(self.target), sort_keys=True)  # the encoder's content, not its name
+        from lingualift.model.components import ENCODER, model_location
+
+        # the encoder's content, not its name: a rebuilt asset or a changed folder embeds anew
+        model = json.dumps(path_fingerprint(model_location(self.target, ENCODER)), sort_keys=True)
         key = hashlib.sha256(
             "\n".join([self.target, model, repr(self.layer), self.prefix, *words]).encode("utf-8")
         ).hexdigest()[:24]

@@ -40,6 +40,7 @@ from lingualift.io import write_jsonl
 logger = logging.getLogger(__name__)
 
 FIDELITY_TASKS = ("mmwp", "mgsm")  # parallel across languages by row, so the English row is the reference
+FIDELITY_FILES = ("fidelity.*", "fidelity_items.jsonl")  # what `write_fidelity_report` writes (default stem)
 RESTATE_INSTRUCTION = ("Restate the question above in English, word for word, keeping every number exactly as "
                        "it is written. Write only the question; do not answer it.")
 CHRF_CHAR_ORDER = 6

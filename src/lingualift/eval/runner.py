@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from lingualift.checkpoint import digest, exclusive_lock, path_fingerprint
 from lingualift.errors import LinguaLiftError
-from lingualift.io import read_json, write_json, write_jsonl
+from lingualift.io import check_output_dir, read_json, write_json, write_jsonl
 from lingualift.eval.tasks import TIERS, Example, Task, get_task, load_examples, tier_of
 
 logger = logging.getLogger(__name__)
@@ -59,8 +59,10 @@ def run_identity(generator, settings: GenerationSettings, model_spec: str | os.P
     files, not just its folder name: every trained checkpoint is called `final`), the prompt template, every
     field of the generation settings (new fields are covered without code changes), the backend and the
     precision the LLM decodes in."""
+    from lingualift.model.components import LLM, model_location
+
     spec = model_spec if model_spec is not None else getattr(generator, "spec", generator.name)
-    return {"model": generator.name, "model_id": path_fingerprint(spec),
+    return {"model": generator.name, "model_id": path_fingerprint(model_location(spec, LLM)),
             "prompt_template": generator.rendered_prompt("{question}"),  # chat affixes included
             "generation": {**asdict(settings), "backend": generator.backend, "dtype": generator.dtype}}
 
@@ -95,12 +97,9 @@ def claim_run_dir(out_dir: Path, identity: dict):
     A second process evaluating into the same folder (same model or not) fails at once instead of mixing
     or duplicating records. If the folder was made here and nothing was predicted, it is removed again.
     """
-    if out_dir.is_dir() and not (out_dir / "run.json").exists():
-        foreign = sorted(entry.name for entry in out_dir.iterdir() if not entry.name.startswith("."))
-        if foreign:
-            raise LinguaLiftError(f"{out_dir}: holds files that are not an evaluation run's (no run.json; "
-                                  f"{', '.join(foreign[:3])}{' …' if len(foreign) > 3 else ''}); choose a new or "
-                                  "empty folder, or drop --out (the default folder is unique per model and settings)")
+    if not (out_dir / "run.json").exists():  # an evaluation run's own folder has it
+        check_output_dir(out_dir, (), "evaluation run folder", writer="an evaluation run",
+                         advice=", or drop --out (the default folder is unique per model and settings)")
     first_new = next((p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()), None)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -17,7 +17,7 @@ import functools
 import importlib
 import inspect
 import logging
-import pickle
+import pickle  # only for its exception: torch.load(weights_only=True) raises pickle.UnpicklingError itself
 from pathlib import Path
 from types import MappingProxyType
 from typing import Callable, Mapping
@@ -163,6 +163,15 @@ def is_preset(spec) -> bool:
     return isinstance(spec, str) and spec in presets()
 
 
+def model_location(spec, role: str):
+    """What identifies model `spec` in `role` on disk, for a content fingerprint (`checkpoint.path_fingerprint`):
+    an asset-backed preset's folder in the cache (built or not: a rebuilt asset is new content), any other
+    spec as it is (a path, a hub id, or a tiny random preset, built from a config in code and so its name)."""
+    if not is_preset(spec):
+        return spec
+    return getattr(presets()[spec].get(role), "folder", spec)
+
+
 def build_preset(name: str, role: str, label: str):
     """Run preset `name`'s builder for `role`: a local HF directory or `(model, tokenizer)`."""
     builders = presets()[name]
@@ -242,6 +251,28 @@ def load_tokenizer(spec: str, label: str):
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def check_device(device: str | None, flag: str = "--device") -> None:
+    """A device this machine has: otherwise model loading fails deep inside torch with a traceback."""
+    if device is None:
+        return
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise LinguaLiftError(f"{flag} {device}: not a device; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            build = "a CPU-only build of torch" if torch.version.cuda is None else "no visible CUDA device"
+            raise LinguaLiftError(f"{flag} {device}: CUDA is not available here ({build}); use --device cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise LinguaLiftError(f"{flag} {device}: this machine has {count} CUDA device(s), cuda:0 to "
+                                  f"cuda:{count - 1}")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise LinguaLiftError(f"{flag} {device}: Apple MPS is not available here; use --device cpu")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise LinguaLiftError(f"{flag} {device}: unsupported device type {parsed.type!r}; use cpu or cuda")
 
 
 def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:

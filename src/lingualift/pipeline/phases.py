@@ -234,7 +234,7 @@ class Pipeline:
                   lambda: [layout.eval / "results.json"], depends=("stage2",), folder=layout.eval, resumable=True),
             Phase("diagnose", "teacher-forced transfer diagnostic (gain and transfer ratio per language)",
                   lambda: {"diagnose": to_dict(c.diagnose), "files": self._diag_inputs(),
-                           "reference_llm": path_fingerprint(c.models.llm)}, self._run_diagnose,
+                           "reference_llm": self._content(c.models.llm, "llm")}, self._run_diagnose,
                   lambda: [layout.diagnose / "diagnose.json"], depends=("stage2", "assets"), folder=layout.diagnose),
             Phase("report", "report.md, report.png and training.png",
                   lambda: {"version": __version__}, self._run_report,
@@ -242,10 +242,18 @@ class Pipeline:
                   depends=("assets", "lexicons", "data", "stage1", "stage2", "evaluate", "diagnose")),
         ]
 
+    @staticmethod
+    def _content(spec: str, role: str) -> dict:
+        """The content of model `spec` in `role`: an asset preset's built folder (a rebuilt asset is new content),
+        a local folder's files (changed in place: new content), a tiny random preset's name."""
+        from lingualift.model.components import model_location
+
+        return path_fingerprint(model_location(spec, role))
+
     def _model_content(self) -> dict:
         """The content of the encoder and LLM stage 1 starts from (a local folder changed in place retrains)."""
         stage_models = self.config.stage1.get("model", {})
-        return {role: path_fingerprint(stage_models.get(role) or getattr(self.config.models, role))
+        return {role: self._content(stage_models.get(role) or getattr(self.config.models, role), role)
                 for role in ("encoder", "llm")}
 
     def _train_inputs(self, examples: int | None) -> dict:

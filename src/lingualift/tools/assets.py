@@ -37,7 +37,7 @@ from lingualift import __version__
 from lingualift.checkpoint import ASSET_MARKER, make_temp_dir, replace_directory
 from lingualift.errors import LinguaLiftError
 from lingualift.io import write_json
-from lingualift.paths import cache_dir
+from lingualift.paths import cache_dir, cache_root
 
 logger = logging.getLogger(__name__)
 
@@ -436,8 +436,8 @@ _BUILDERS: dict[str, Callable[[Path, Path, object], dict]] = {
 
 
 def asset_path(name: str) -> Path:
-    """Where asset `name` lives in the cache (built or not)."""
-    return cache_dir("models") / name
+    """Where asset `name` lives in the cache (built or not; nothing is created)."""
+    return cache_root() / "models" / name
 
 
 def provenance(name: str) -> dict | None:
@@ -467,7 +467,7 @@ def ensure(name: str, force: bool = False, wheels_dir: str | os.PathLike | None 
     target = asset_path(name)
     if not force and provenance(name):
         return target
-    root = target.parent
+    root = cache_dir("models")
     with _locked(root / f".{name}.lock"):
         if not force and provenance(name):
             return target  # built by another process while we waited
@@ -516,14 +516,29 @@ ASSETS: dict[str, Callable[[], Path]] = {
     QWEN: qwen_05b_dir,
 }
 
+@dataclass(frozen=True)
+class AssetBuilder:
+    """A preset's builder backed by asset `name`: calling it builds (or reuses) the asset; `folder` is where it
+    lives, built or not, so a fingerprint follows the asset's content without building it."""
+
+    name: str
+
+    def __call__(self) -> Path:
+        return ASSETS[self.name]()
+
+    @property
+    def folder(self) -> Path:
+        return asset_path(self.name)
+
+
 # The asset-backed model presets: name -> role -> directory. `lingualift.model.components` registers them on its
 # first preset lookup (this module stays free of torch and transformers, and that low layer never imports it early).
-PRESETS: dict[str, dict[str, Callable[[], Path]]] = {
-    "default": {"encoder": default_encoder_dir, "llm": default_llm_dir},
-    ENCODER: {"encoder": default_encoder_dir},
-    LLM: {"llm": default_llm_dir, "encoder": default_llm_dir},
-    GEMMA: {"llm": gemma_270m_dir, "encoder": gemma_270m_dir},
-    QWEN: {"llm": qwen_05b_dir, "encoder": qwen_05b_dir},
+PRESETS: dict[str, dict[str, AssetBuilder]] = {
+    "default": {"encoder": AssetBuilder(ENCODER), "llm": AssetBuilder(LLM)},
+    ENCODER: {"encoder": AssetBuilder(ENCODER)},
+    LLM: {"llm": AssetBuilder(LLM), "encoder": AssetBuilder(LLM)},
+    GEMMA: {"llm": AssetBuilder(GEMMA), "encoder": AssetBuilder(GEMMA)},
+    QWEN: {"llm": AssetBuilder(QWEN), "encoder": AssetBuilder(QWEN)},
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from lingualift.checkpoint import CHECKPOINTS_DIR, FINAL_DIR, LOG_FILE, TRAIN_CONFIG_FILE, recover
 from lingualift.errors import LinguaLiftError
+from lingualift.io import check_output_dir
 from lingualift.paths import find_data_dir, resolve_config
 from lingualift.schema import from_dict, option, read_yaml, to_dict
 
@@ -197,14 +198,9 @@ RUN_ENTRIES = {TRAIN_CONFIG_FILE, LOG_FILE, FINAL_DIR, CHECKPOINTS_DIR, "tensorb
 def _check_output_dir(output_dir: Path, source: str) -> None:
     """An existing output folder must be a training run's (or empty): the run would write its files among the
     user's own and a later `rm -r` of the run would take those along."""
-    if not output_dir.is_dir() or (output_dir / TRAIN_CONFIG_FILE).is_file():
-        return
-    foreign = sorted(entry.name for entry in output_dir.iterdir()
-                     if not entry.name.startswith(".") and entry.name not in RUN_ENTRIES)
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise LinguaLiftError(f"{source}: training.output_dir: {output_dir} already holds files that are not a "
-                              f"training run's ({shown}); choose a new or empty folder")
+    if (output_dir / TRAIN_CONFIG_FILE).is_file():
+        return  # a training run's own folder
+    check_output_dir(output_dir, RUN_ENTRIES, f"{source}: training.output_dir:", writer="a training run")
 
 
 def check_files(config: TrainConfig) -> None:

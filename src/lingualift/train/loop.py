@@ -64,6 +64,18 @@ def _without_removed_options(saved: dict) -> dict:
             for section, values in saved.items()}
 
 
+def _with_added_options(saved: dict, defaults: dict) -> dict:
+    """A saved identity from before an option existed: the option counts as its declared default, so the
+    checkpoint resumes when the run leaves it at that default (the behaviour the checkpoint was trained with)."""
+    filled = dict(saved)
+    for key, default in defaults.items():
+        if key not in saved:
+            filled[key] = default
+        elif isinstance(saved[key], dict) and isinstance(default, dict):
+            filled[key] = _with_added_options(saved[key], default)
+    return filled
+
+
 def _differences(old, new, prefix: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         keys = sorted(set(old) | set(new), key=str)
@@ -294,7 +306,9 @@ class Trainer:
         if saved is None:
             logger.warning("%s predates resume checks: its settings cannot be compared with this config", path)
             return
-        changed = _differences(_without_removed_options(saved), self.identity)
+        defaults = {section: values for section, values in resume_identity(TrainConfig(), self.stage).items()
+                    if isinstance(values, dict)}  # the model, data and training sections' declared defaults
+        changed = _differences(_with_added_options(_without_removed_options(saved), defaults), self.identity)
         if not changed:
             return
         if self.config.training.resume_override:
@@ -427,7 +441,7 @@ class Trainer:
             path.unlink()
             return
         kept = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
-                if _logged_step(line) is not None and _logged_step(line) <= self.step]
+                if (step := _logged_step(line)) is not None and step <= self.step]
         with atomic_write(path) as handle:
             handle.writelines(kept)
 
