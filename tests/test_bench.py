@@ -50,7 +50,7 @@ def test_paper_shapes_refuse_cpu_with_one_line(capsys):
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: --paper-shapes needs a GPU") and "\n" not in error
     with pytest.raises(LinguaLiftError, match="--layers"):
-        bench.check_device("cpu", True, True, None)
+        bench.check_paper_shapes_device("cpu", True, True, None)
 
 
 def test_paper_shapes_are_the_papers_models():

@@ -22,17 +22,17 @@ def configure(parser) -> None:
 
 
 def settings_from_args(args):
-    from lingualift.model.components import check_device as check_device_available
     from lingualift.errors import LinguaLiftError
+    from lingualift.model.components import check_device
     from lingualift.schema import from_dict, overrides_from_args
-    from lingualift.tools.bench import BenchSettings, check_device
+    from lingualift.tools.bench import BenchSettings, check_paper_shapes_device
 
     given = overrides_from_args(args, BenchSettings)
     values = {**(BenchSettings.QUICK if args.quick else {}), **(BenchSettings.PAPER if given.get("paper_shapes") else {}),
               **given}
     settings = from_dict(BenchSettings, values, "").resolved()  # errors name the flag: `--batch-size: …`
-    check_device_available(settings.device)
-    check_device(settings.device, settings.paper_shapes, args.allow_cpu, settings.layers)
+    check_device(settings.device)
+    check_paper_shapes_device(settings.device, settings.paper_shapes, args.allow_cpu, settings.layers)
     if settings.layers is not None and not settings.paper_shapes:
         raise LinguaLiftError("--layers only applies to --paper-shapes")
     backend_only = ("dtypes", "model", "items", "vllm_lora", "vllm_eager", "llamacpp_precisions")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from functools import lru_cache
 from dataclasses import dataclass, fields, replace
 from typing import Sequence
 
@@ -96,12 +97,18 @@ def pad_ids(sequences: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, 
 _DIGIT_OR_RUN = re.compile(r"\d|\D+")  # \d: every script's decimal digits (Bengali ৫, Thai ๕, …)
 
 
+@lru_cache(maxsize=8)
+def _vocabulary_and_continuation(tokenizer) -> tuple[dict[str, int], str]:
+    """The piece -> id map and the continuation prefix (`##`), once per tokenizer: a fast tokenizer builds a new
+    250k-entry dict on every `get_vocab()`, and the collator splits digits for every example."""
+    model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
+    return tokenizer.get_vocab(), getattr(model, "continuing_subword_prefix", None) or ""
+
+
 def _split_digit_parts(tokenizer, ids: Sequence[int]) -> list[list[tuple[str | None, list[int]]]]:
     """Per id, its parts as `(part text, ids)`: one part `(piece, [id])` for a piece with fewer than two digits,
     else one part per digit and per run of other characters (`split_digit_pieces`)."""
-    vocabulary = tokenizer.get_vocab()
-    model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
-    continuation = getattr(model, "continuing_subword_prefix", None) or ""
+    vocabulary, continuation = _vocabulary_and_continuation(tokenizer)
     out: list[list[tuple[str | None, list[int]]]] = []
     for token_id, piece in zip(ids, tokenizer.convert_ids_to_tokens(list(ids))):
         if piece is None or sum(char.isdecimal() for char in piece) < 2:

@@ -695,7 +695,7 @@ def run_bench(settings: BenchSettings, output_dir: str | os.PathLike | None = No
     return report
 
 
-def check_device(device: str, paper_shapes: bool, allow_cpu: bool, layers: int | None) -> None:
+def check_paper_shapes_device(device: str, paper_shapes: bool, allow_cpu: bool, layers: int | None) -> None:
     if not paper_shapes or device.startswith("cuda"):
         return
     if not allow_cpu:

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from lingualift.data.collate import Batch
 from lingualift.data.instructions import build_examples
-from lingualift.data.prompts import format_prompt
+from lingualift.data.prompts import format_prompt, resolve_template
 from lingualift.errors import LinguaLiftError
 from lingualift.model.warmstart import paired_encoder_batch, require_fast_tokenizers
 
@@ -97,6 +97,7 @@ class LexicalBatch(Batch):
 def lexical_examples(records: Sequence[dict], template: str | None, where: str) -> list[LexicalExample]:
     """One example per record; a code-switched record must carry its word alignment (`codeswitch.spans`)."""
     examples = []
+    offset = resolve_template(template).index("{question}")  # the template's text before the question
     for index, record in enumerate(records):
         question, source = record["question"], record.get("source_question", record["question"])
         spans = (record.get("codeswitch") or {}).get("spans")
@@ -106,7 +107,6 @@ def lexical_examples(records: Sequence[dict], template: str | None, where: str) 
                 "training.objective lexical / mixed needs; write the file again with `lingualift codeswitch`, or "
                 "code-switch on the fly with data.codeswitch")
         prompt, source_prompt = format_prompt(template, question), format_prompt(template, source)
-        offset = prompt.find(question)  # templates put text around the question; the alignment moves with it
         shifted = tuple((start + offset, end + offset, source_start + offset, source_end + offset)
                         for start, end, source_start, source_end in spans or ())
         if any(not (0 <= start <= end <= len(prompt) and 0 <= source_start <= source_end <= len(source_prompt))
