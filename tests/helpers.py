@@ -63,3 +63,47 @@ def tiny_config(tmp_path: Path, method: str = "lingualift", stage: str | None = 
     for section, values in sections.items():
         config[section].update(values)
     return config
+
+
+def tiny_causal_lm(kind: str = "llama", seed: int = 1, head_dim: int | None = None):
+    """A tiny random causal LM with the `tiny-<kind>` preset's shapes, sharpened so its greedy output depends on
+    the prompt; `head_dim` gives it 2 heads of that size (vLLM's CPU kernels take only some head sizes)."""
+    from lingualift.model import components
+
+    tokenizer = components.byte_tokenizer(add_eos=False)
+    config = components._tiny_config(kind, len(tokenizer))
+    if head_dim is not None:
+        config.num_attention_heads, config.num_key_value_heads, config.head_dim = 2, 1, head_dim
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = components.AutoModelForCausalLM.from_config(config)
+    sharpen(model, seed=seed, std=0.15)
+    return model.eval(), tokenizer
+
+
+def save_tiny_llm(path: Path, kind: str = "llama", seed: int = 1, head_dim: int | None = None) -> Path:
+    """`tiny_causal_lm` saved as a transformers folder (what the engine backends convert or load)."""
+    model, tokenizer = tiny_causal_lm(kind, seed, head_dim)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def bridge_checkpoint(path: Path, lora: bool = False, head_dim: int | None = None) -> Path:
+    """A LinguaLIFT checkpoint tiny-bert -> tiny llama (saved next to it as a plain HF folder). Self-contained;
+    or, with `lora`, laid out like a LoRA stage-2 run: an adapter with non-zero B matrices (merged outputs differ
+    from the base model's) plus references to the frozen parts."""
+    base = save_tiny_llm(path.parent / f"{path.name}-base-llm", head_dim=head_dim)
+    model = LinguaLiftModel.from_components("tiny-bert", str(base), "mlp", seed=0, prompt_template="plain")
+    sharpen(model.alignment, seed=2, std=0.5)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model.llm = get_peft_model(model.llm, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+        with torch.no_grad():
+            generator = torch.Generator().manual_seed(3)
+            for name, parameter in model.llm.named_parameters():
+                if "lora_B" in name:
+                    parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+    model.save_pretrained(path, include_frozen=not lora)
+    return path

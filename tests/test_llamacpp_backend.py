@@ -17,12 +17,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import require
-from helpers import QUESTIONS, sharpen
+from helpers import QUESTIONS, bridge_checkpoint, save_tiny_llm as save_llm
 
 from lingualift.cli import main
 from lingualift.errors import LinguaLiftError
 from lingualift.inference import BACKENDS, check_backend, load_generator
-from lingualift.model import components
 
 
 @pytest.fixture
@@ -35,38 +34,6 @@ needs_llamacpp = pytest.mark.usefixtures("llamacpp_installed")
 NEW_TOKENS = 12
 
 
-def save_llm(path, kind: str = "llama", seed: int = 1):
-    """A tiny random causal LM (the `tiny-<kind>` preset's shapes) saved as a transformers folder."""
-    tokenizer = components.byte_tokenizer(add_eos=False)
-    config = components._tiny_config(kind, len(tokenizer))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = components.AutoModelForCausalLM.from_config(config)
-    sharpen(model, seed=seed, std=0.15)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-def bridge_checkpoint(path, lora: bool = False):
-    """A LinguaLIFT checkpoint tiny-bert -> tiny llama; with `lora`, a stage-2 layout whose adapter changes
-    the outputs (non-zero B matrices) and refers to the frozen parts."""
-    from lingualift.model.modeling import LinguaLiftModel
-
-    base = save_llm(path.parent / f"{path.name}-base-llm")
-    model = LinguaLiftModel.from_components("tiny-bert", str(base), "mlp", seed=0, prompt_template="plain")
-    sharpen(model.alignment, seed=2, std=0.5)
-    if lora:
-        from peft import LoraConfig, get_peft_model
-
-        model.llm = get_peft_model(model.llm, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
-        with torch.no_grad():
-            generator = torch.Generator().manual_seed(3)
-            for name, parameter in model.llm.named_parameters():
-                if "lora_B" in name:
-                    parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
-    model.save_pretrained(path, include_frozen=not lora)
-    return path
 
 
 @pytest.fixture(autouse=True)

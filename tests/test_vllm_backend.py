@@ -17,9 +17,9 @@ import sys
 
 import pytest
 import torch
-from helpers import QUESTIONS, sharpen
+from helpers import QUESTIONS, save_tiny_llm, tiny_causal_lm
+from helpers import bridge_checkpoint as tiny_bridge_checkpoint
 
-from lingualift.model import components
 from lingualift.cli import main
 from lingualift.errors import LinguaLiftError
 from lingualift.inference.generators import load_generator
@@ -41,46 +41,19 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 NEW_TOKENS = 12
 
 
-def vllm_tiny_llm(kind: str = "llama", seed: int = 1):
-    """A tiny random LLM like the `tiny-<kind>` preset but with a head size vLLM's CPU kernels take; sharpened
-    so that its greedy output depends on the prompt."""
-    tokenizer = components.byte_tokenizer(add_eos=False)
-    config = components._tiny_config(kind, len(tokenizer))
-    config.num_attention_heads, config.num_key_value_heads, config.head_dim = 2, 1, 32
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = components.AutoModelForCausalLM.from_config(config)
-    sharpen(model, seed=seed, std=0.15)
-    return model.eval(), tokenizer
+VLLM_HEAD_DIM = 32  # a head size vLLM's CPU kernels take
+
+
+def vllm_tiny_llm(kind: str = "llama"):
+    return tiny_causal_lm(kind, head_dim=VLLM_HEAD_DIM)
 
 
 def save_llm(path, kind: str = "llama"):
-    model, tokenizer = vllm_tiny_llm(kind)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_llm(path, kind, head_dim=VLLM_HEAD_DIM)
 
 
 def bridge_checkpoint(path, lora: bool = False):
-    """A LinguaLIFT checkpoint: tiny-bert -> tiny llama (saved next to it as a plain HF directory).
-    Self-contained; or, with `lora`, laid out like a LoRA stage-2 run (adapter with non-zero B matrices, so
-    merged outputs differ from the base model's, plus references to the frozen parts)."""
-    from lingualift.model.modeling import LinguaLiftModel
-
-    base = save_llm(path.parent / f"{path.name}-base-llm")
-    model = LinguaLiftModel.from_components("tiny-bert", str(base), "mlp", seed=0, prompt_template="plain")
-    sharpen(model.alignment, seed=2, std=0.5)
-    if lora:
-        from peft import LoraConfig, get_peft_model
-
-        model.llm = get_peft_model(model.llm, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
-        with torch.no_grad():
-            generator = torch.Generator().manual_seed(3)
-            for name, parameter in model.llm.named_parameters():
-                if "lora_B" in name:
-                    parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
-    model.save_pretrained(path, include_frozen=not lora)
-    return path
+    return tiny_bridge_checkpoint(path, lora=lora, head_dim=VLLM_HEAD_DIM)
 
 
 def both(spec, **vllm_options):
