@@ -1,0 +1,1 @@
+PYTHONPATH=src .venv/bin/lingualift train experiments/qwen05b/configs/lingualift_align_lexical_digits.yaml --data-dir ../shared/data --set data.max_examples=2048 --set training.output_dir=runs/qwen05b/lingualift_align_lexical_digits_2k --set training.resume_from_checkpoint=latest
