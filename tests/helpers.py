@@ -107,3 +107,19 @@ def bridge_checkpoint(path: Path, lora: bool = False, head_dim: int | None = Non
                     parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
     model.save_pretrained(path, include_frozen=not lora)
     return path
+
+
+def check_stops_and_near_greedy_sampling(hf, fast, questions: list[str], new_tokens: int) -> list[str]:
+    """A fast backend against HF: stop strings the outputs really contain cut both alike, and sampling with
+    top_p ~ 0 (one token kept) equals HF's greedy output: the sampling path, deterministically. Returns HF's
+    greedy outputs."""
+    free = hf.generate(questions, max_new_tokens=new_tokens, batch_size=4)
+    assert len(set(free)) > 1  # the outputs depend on the prompt, so equality means something
+    longest = sorted(free, key=len)[-2:]
+    stop = [longest[0][2:4], longest[1][5:7]]
+    expected = hf.generate(questions, max_new_tokens=new_tokens, stop=stop, batch_size=4)
+    assert any(len(e) < len(f) for e, f in zip(expected, free))  # some output was cut
+    assert fast.generate(questions, max_new_tokens=new_tokens, stop=stop, batch_size=4) == expected
+    sampled = fast.generate(questions, max_new_tokens=new_tokens, do_sample=True, temperature=0.7, top_p=1e-9)
+    assert sampled == free
+    return free

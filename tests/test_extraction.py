@@ -118,6 +118,12 @@ def test_no_number(output):
 
 def test_normalize_digits():
     assert normalize_digits("১২৩ ๔๕ ٦٧ ８９ ०") == "123 45 67 89 0"
+    assert normalize_digits("cm² ①") == "cm² ①"  # exponents and list marks are not digits of a number
+
+
+def test_a_unit_exponent_is_not_the_answer():
+    assert extract_number("The area is 25 cm².") == 25.0
+    assert extract_number("Each side is 5 cm, so the area is 5 * 5 = 25 cm²") == 25.0
 
 
 @pytest.mark.parametrize("gold, value", [("5 ", 5), ("45.0", 45), ("0.9", 0.9), ("1,000", 1000), (18, 18), ("42.33", 42.33)])

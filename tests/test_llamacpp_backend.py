@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import require
-from helpers import QUESTIONS, bridge_checkpoint, save_tiny_llm as save_llm
+from helpers import QUESTIONS, bridge_checkpoint, check_stops_and_near_greedy_sampling, save_tiny_llm as save_llm
 
 from lingualift.cli import main
 from lingualift.errors import LinguaLiftError
@@ -221,16 +221,8 @@ def test_bridge_greedy_outputs_and_stop_strings_match_hf(bridge):
     path, hf = bridge
     fast = load_generator(str(path), backend="llamacpp", precision="f32")
     assert fast.bridge and fast.prompt_template == hf.prompt_template
-    free = hf.generate(QUESTIONS, max_new_tokens=NEW_TOKENS, batch_size=4)
-    assert len(set(free)) > 1
+    free = check_stops_and_near_greedy_sampling(hf, fast, QUESTIONS, NEW_TOKENS)
     assert fast.generate(QUESTIONS, max_new_tokens=NEW_TOKENS, batch_size=4) == free
-    longest = sorted(free, key=len)[-2:]
-    stop = [longest[0][2:4], longest[1][5:7]]  # strings the outputs really contain
-    expected = hf.generate(QUESTIONS, max_new_tokens=NEW_TOKENS, stop=stop, batch_size=4)
-    assert any(len(e) < len(f) for e, f in zip(expected, free))  # some output was cut
-    assert fast.generate(QUESTIONS, max_new_tokens=NEW_TOKENS, stop=stop, batch_size=4) == expected
-    sampled = fast.generate(QUESTIONS, max_new_tokens=NEW_TOKENS, do_sample=True, temperature=0.7, top_p=1e-9)
-    assert sampled == free
     assert torch.equal(fast.prompt_embeddings(QUESTIONS[:3], batch_size=3),
                        hf.prompt_embeddings(QUESTIONS[:3], batch_size=3))
     targets = ["7", "84", "180"]

@@ -55,6 +55,34 @@ def test_task_step_keeps_encoder_and_alignment(tmp_path):
     assert changed and all(name.startswith("llm.") for name in changed)
 
 
+def test_llm_sees_query_switched_on_for_a_loaded_stage_one(tmp_path):
+    """MindMerger's order: a mapping stage without the query, then augmentation from it with the query read too."""
+    mapping = Trainer(config_from_dict(tiny_config(tmp_path, stage="align"))).train()
+    assert json.loads((mapping / "config.json").read_text())["llm_sees_query"] is False
+    augmented = tiny_config(tmp_path, stage="align", model={"init_from": str(mapping), "llm_sees_query": True},
+                            training={"output_dir": str(tmp_path / "augmented")})
+    trainer = Trainer(config_from_dict(augmented))
+    assert trainer.unwrapped.config.llm_sees_query
+    final = trainer.train()
+    assert LinguaLiftModel.from_pretrained(final).config.llm_sees_query
+    inherited = tiny_config(tmp_path, stage="align", model={"init_from": str(final)},
+                            training={"output_dir": str(tmp_path / "inherited")})
+    assert Trainer(config_from_dict(inherited)).unwrapped.config.llm_sees_query  # unset: as the checkpoint says
+
+
+def test_a_second_training_into_the_same_folder_fails_at_once(tmp_path):
+    from lingualift.checkpoint import exclusive_lock
+    from lingualift.errors import LinguaLiftError
+
+    trainer = Trainer(config_from_dict(tiny_config(tmp_path, stage="align")))
+    trainer.output_dir.mkdir(parents=True)
+    with exclusive_lock(trainer.output_dir, "the first training"):
+        with pytest.raises(LinguaLiftError, match="another lingualift process is using it"):
+            trainer.train()
+    assert not list(trainer.output_dir.iterdir())  # nothing written by the refused run
+    assert (trainer.train() / "config.json").is_file()
+
+
 def test_lora_step_changes_only_adapter_weights(tmp_path):
     stage1 = Trainer(config_from_dict(tiny_config(tmp_path, stage="align"))).train()
     config = tiny_config(tmp_path, stage="task", model={"init_from": str(stage1)},

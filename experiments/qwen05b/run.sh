@@ -31,6 +31,7 @@ MMWP_LOW=bn,te,sw,ta,ne,mr,kn
 LANGS=$MMWP_HIGH,$MMWP_MEDIUM,$MMWP_LOW      # MGSM's 11 languages are all in this list
 LIMIT=${LIMIT:-40}                          # problems per language in the focus set: MMWP English + low tier
 LIMIT_REST=${LIMIT_REST:-16}                # problems per language and task elsewhere (2-core budget)
+SCOPES=${SCOPES:-focus rest}                # which evaluations main runs per method (SCOPES=focus: the headline only)
 MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-400}
 BACKEND=${BACKEND:-llamacpp}
 BATCH=${BATCH:-$( [ "$BACKEND" = llamacpp ] && echo 64 || echo 16 )}  # llama.cpp decodes a whole chunk together
@@ -121,18 +122,25 @@ main_comparison() {
   record_environment
   prepare_data
   restore_predictions
-  if [ "$TEMPLATE" = chat ]; then methods=("${methods[@]/chat_zeroshot}"); fi  # (a) is then the chat run
+  if [ "$TEMPLATE" = chat ]; then  # (a) is then the chat run
+    local kept=(); for name in "${methods[@]}"; do [ "$name" = chat_zeroshot ] || kept+=("$name"); done
+    methods=("${kept[@]}")
+  fi
   for name in ${methods[@]}; do
-    if [ -f "$R/eval_${name}_focus.json" ] && [ -f "$R/eval_${name}_rest.json" ]; then
+    if [ -z "$(for scope in $SCOPES; do [ -f "$R/eval_${name}_$scope.json" ] || echo missing; done)" ]; then
       diagnose_method $name && stamp "$name: done"; continue
     fi
     case $name in  # the methods whose model is trained here name their training config
       lingualift_s1) train lingualift_align ;; mindmerger_s1) train mindmerger_align ;;
       lingualift) train lingualift_align; train lingualift_task ;;  # stage 2 starts from stage 1
       mindmerger) train mindmerger_align; train mindmerger_task ;; sft|langbridge) train $name ;;
+      lingualift_s1_digits) train lingualift_align_lexical_digits ;;
+      mindmerger_s1_digits) train lingualift_align_lexical_digits; train mindmerger_align_lexical_digits ;;
     esac
     $PY $E/summarize.py retire $name "$(model_of $name)"  # kept results from an earlier checkpoint are set aside
-    SCOPE=focus evaluate_method $name && summarize && SCOPE=rest evaluate_method $name && summarize || continue
+    local scope failed=
+    for scope in $SCOPES; do SCOPE=$scope evaluate_method $name && summarize || { failed=1; break; }; done
+    [ -z "$failed" ] || continue
     diagnose_method $name || continue
   done
 }
@@ -169,21 +177,23 @@ summarize() {  # tables, chart and paired differences from the saved predictions
 
 model_of() {  # $1 = method -> the model it evaluates
   case $1 in
-    zeroshot|chat_zeroshot) echo "$LLM" ;;
+    zeroshot|chat_zeroshot|chat_zeroshot_llamacpp) echo "$LLM" ;;
+    lingualift_s1_digits) echo $RUNS/lingualift_align_lexical_digits_2k/final ;;
+    mindmerger_s1_digits) echo $RUNS/mindmerger_align_lexical_digits/final ;;
     lingualift_s1) echo $RUNS/lingualift_align/final ;;
     mindmerger_s1) echo $RUNS/mindmerger_align/final ;;
     lingualift) echo $RUNS/lingualift_task/final ;;
     mindmerger) echo $RUNS/mindmerger_task/final ;;
     sft|langbridge) echo $RUNS/$1/final ;;
     *) echo "error: unknown method '$1' (known: zeroshot chat_zeroshot sft langbridge lingualift_s1 lingualift" \
-         "mindmerger_s1 mindmerger)" >&2; exit 2 ;;
+         "mindmerger_s1 mindmerger chat_zeroshot_llamacpp lingualift_s1_digits mindmerger_s1_digits)" >&2; exit 2 ;;
   esac
 }
 
 evaluate_method() {  # $1 = method name -> its model and flags
   case $1 in
     zeroshot) evaluate_model "$LLM" zeroshot --prompt-template "$TEMPLATE" ;;
-    chat_zeroshot) evaluate_model "$LLM" chat_zeroshot --prompt-template chat ;;  # the trained methods' template
+    chat_zeroshot|chat_zeroshot_llamacpp) evaluate_model "$LLM" $1 --prompt-template chat ;;  # the trained methods' template
     *) evaluate_model "$(model_of $1)" $1 ;;
   esac
 }

@@ -30,7 +30,7 @@ RESULTS = HERE / "results"
 RUNS = Path("runs/qwen05b/eval")
 # Every method is compared (paired) with the LLM alone in either template and with (b), the same English data
 # without a bridge: the baseline a bridge has to beat. A baseline is compared with the ones before it.
-BASELINES = ("zeroshot", "chat_zeroshot", "sft")
+BASELINES = ("zeroshot", "chat_zeroshot", "sft", "chat_zeroshot_llamacpp")
 METHODS = {  # name in results/ -> what it is (the issue's letters)
     "zeroshot": "(a) Qwen zero-shot, reads the question",
     "chat_zeroshot": "(a) in Qwen's chat template, the one the trained methods use (a control, not a method)",
@@ -40,6 +40,10 @@ METHODS = {  # name in results/ -> what it is (the issue's letters)
     "lingualift": "(d) LinguaLIFT, stage 1 + stage 2 (LoRA)",
     "mindmerger_s1": "(e) LinguaLIFT + llm_sees_query (MindMerger-style), stage 1 only",
     "mindmerger": "(e) LinguaLIFT + llm_sees_query (MindMerger-style), stage 1 + stage 2 (LoRA)",
+    "chat_zeroshot_llamacpp": "(a) in the chat template on the llama.cpp backend: the baseline of (d') and (e')",
+    "lingualift_s1_digits": "(d') LinguaLIFT stage 1, lexical objective over code-switched text into 20 languages "
+                            "(99,840 example-passes), one encoder position per digit; soft prompt only",
+    "mindmerger_s1_digits": "(e') (d')'s alignment + llm_sees_query, 200 augmentation example-passes through the LLM",
 }
 
 

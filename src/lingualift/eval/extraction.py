@@ -85,11 +85,14 @@ _BOXED_RE = re.compile(r"\\boxed\s*\{")
 
 
 def normalize_digits(text: str) -> str:
-    """Map digits of every Unicode script (Bengali ৫, Thai ๕, Devanagari ५, full-width ５ …) to ASCII."""
+    """Map the decimal digits of every Unicode script (Bengali ৫, Thai ๕, Devanagari ५, full-width ５ …) to ASCII.
+
+    Only decimal digits: a superscript or circled digit is a unit's exponent or a list mark ("25 cm²" is 25,
+    not 252 or 2), so it stays as it is and is not read as part of a number."""
     out = []
     for char in text:
-        if char.isdigit() and not ("0" <= char <= "9"):
-            value = unicodedata.digit(char, None)
+        if char.isdecimal() and not ("0" <= char <= "9"):
+            value = unicodedata.decimal(char, None)
             out.append(str(value) if value is not None else char)
         else:
             out.append(char)

@@ -29,7 +29,9 @@ class ModelSection:
     llm: str = option("default", help="LLM spec: preset, local dir or hub id")
     alignment: str = option("mlp", help="alignment layer (registry in lingualift.model.alignment)")
     alignment_kwargs: dict = option(default_factory=dict, help="alignment layer options, e.g. {output_scale: embedding_rms}")
-    llm_sees_query: bool = option(False, help="the LLM also reads the question's own tokens (MindMerger-style)")
+    llm_sees_query: bool | None = option(None, null="as the model.init_from checkpoint says (false for a new model)",
+                                         help="the LLM also reads the question's own tokens (MindMerger-style); "
+                                         "with model.init_from it switches that on or off for the loaded model")
     llm_prefix: str = option("", help="text before the soft prompt")
     llm_suffix: str = option("", help="text after the soft prompt")
     encoder_max_length: int = option(512, min=1, help="encoder tokens per prompt")

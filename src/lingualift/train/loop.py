@@ -340,6 +340,15 @@ class Trainer:
         return objective.collate(examples).to(self.accelerator.device)
 
     def train(self) -> Path:
+        """Run to the last step; returns `OUTPUT_DIR/final`. The output folder is locked meanwhile: a second
+        training started into it (the same command twice) fails at once instead of overwriting checkpoints."""
+        if not self.accelerator.is_main_process:
+            return self._train()
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        with checkpoint.exclusive_lock(self.output_dir, f"training.output_dir {self.output_dir}"):
+            return self._train()
+
+    def _train(self) -> Path:
         training = self.config.training
         if self.resume_from is not None:
             self.resume(self.resume_from)

@@ -76,13 +76,15 @@ class BridgeTarget(TrainingTarget):
         model_cfg = config.model
         if model_cfg.init_from:
             model = LinguaLiftModel.from_pretrained(model_cfg.init_from, dtype=model_cfg.dtype)
+            if model_cfg.llm_sees_query is not None:  # e.g. MindMerger's augmentation after a mapping stage
+                model.config.llm_sees_query = model_cfg.llm_sees_query
         else:
             if stage == "task":
                 logger.warning("stage task without model.init_from: the alignment layer is untrained")
             model = LinguaLiftModel.from_components(
                 model_cfg.encoder, model_cfg.llm, model_cfg.alignment, dtype=model_cfg.dtype,
                 alignment_kwargs=model_cfg.alignment_kwargs, seed=config.training.seed,
-                llm_sees_query=model_cfg.llm_sees_query, prompt_template=config.data.prompt_template,
+                llm_sees_query=bool(model_cfg.llm_sees_query), prompt_template=config.data.prompt_template,
                 encoder_max_length=model_cfg.encoder_max_length, encoder_split_digits=model_cfg.encoder_split_digits,
                 error_context=f"{config.source}: model",
             )
