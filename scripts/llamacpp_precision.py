@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lingualift.io import write_json
+
 LANGS = "bn,de,en,es,fr,ja,ru,sw,te,th"  # in both MGSM and MMWP; high, medium and low resource
 TASKS = "mgsm,mmwp"
 PRECISIONS = ("q8_0", "f16", "f32")  # fastest first: the first that passes the rule is the default
@@ -100,7 +102,7 @@ def main() -> int:
     report = {"model": args.model, "reference": reference_name, "tasks": TASKS, "langs": LANGS, "limit": args.limit,
               "max_new_tokens": args.max_new_tokens, "seconds": seconds, "precisions": rows,
               "default": default}
-    (out / "precision.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json(out / "precision.json", report)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -341,12 +341,19 @@ class Trainer:
 
     def train(self) -> Path:
         """Run to the last step; returns `OUTPUT_DIR/final`. The output folder is locked meanwhile: a second
-        training started into it (the same command twice) fails at once instead of overwriting checkpoints."""
+        training started into it (the same command twice) fails at once instead of overwriting checkpoints. A run
+        that fails before writing anything (a bad resume checkpoint, say) leaves no empty folder behind."""
         if not self.accelerator.is_main_process:
             return self._train()
+        created = not self.output_dir.exists()
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        with checkpoint.exclusive_lock(self.output_dir, f"training.output_dir {self.output_dir}"):
-            return self._train()
+        try:
+            with checkpoint.exclusive_lock(self.output_dir, f"training.output_dir {self.output_dir}"):
+                return self._train()
+        except BaseException:
+            if created and not any(self.output_dir.iterdir()):
+                self.output_dir.rmdir()
+            raise
 
     def _train(self) -> Path:
         training = self.config.training
