@@ -12,7 +12,7 @@ import yaml
 
 from lingualift.cli import main
 from lingualift.pipeline.cache import STATE_FILE
-from lingualift.pipeline.config import PHASES, PipelineConfig, load_pipeline_config
+from lingualift.pipeline.config import PHASES, Layout, PipelineConfig, load_pipeline_config, stage_config
 from lingualift.eval.tasks import MGSM_LANGUAGES, MMWP_LANGUAGES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,6 +158,17 @@ def test_default_config_is_valid_and_covers_all_languages():
     assert (config.models.encoder, config.models.llm) == ("default", "default")
     assert config.evaluation.mgsm.languages == "all" and config.evaluation.mmwp.languages == "all"
     assert not {"sw", "te"} & set(config.lexicons.languages)
+
+
+def test_qwen_config_is_the_round_two_stage_one(tmp_path):
+    """The packaged qwen05b recipe is the stage 1 measured best in experiments/qwen05b (README, "Round 2")."""
+    config = load_pipeline_config("qwen05b")
+    stage1 = stage_config(config, "stage1", Layout(tmp_path))
+    assert (stage1.training.objective, stage1.training.lexical_cache, stage1.model.encoder_split_digits) == \
+        ("lexical", True, True)
+    assert stage1.training.max_steps * stage1.training.lexical_batch_size >= 99_840
+    assert {"bn", "te", "sw", "ta", "ne", "mr", "kn"} <= set(config.lexicons.languages)  # MMWP's low tier
+    assert set(config.lexicons.induced) == {"te", "sw", "ne", "mr", "kn"}  # the ones MUSE lacks
 
 
 def test_set_on_a_stage_block_changes_the_block_in_effect():
