@@ -173,8 +173,9 @@ class LexicalAlignment(Objective):
 
     def _encoded(self, model, examples: list[LexicalExample]) -> list[CachedLexicalExample]:
         """Every example's paired encoder states. Chunks of `batch_size` examples of similar length (sorted by
-        prompt length: padding was ~40% of the encoder's work in data order), always the same chunks, so a
-        resumed run rebuilds the same states and stays bitwise equal to an uninterrupted one."""
+        prompt length: on the first 2,048 GSM8K questions, code-switched, padding is 56% of the encoder's
+        positions in data order and 19% sorted), always the same chunks, so a resumed run rebuilds the same
+        states and stays bitwise equal to an uninterrupted one."""
         if any(p.requires_grad for p in model.encoder.parameters()):
             raise LinguaLiftError("training.lexical_cache: the encoder is trained in this stage, so its states "
                                   "change; set training.lexical_cache: false")
