@@ -177,7 +177,7 @@ summarize() {  # tables, chart and paired differences from the saved predictions
 
 model_of() {  # $1 = method -> the model it evaluates
   case $1 in
-    zeroshot|chat_zeroshot|chat_zeroshot_llamacpp) echo "$LLM" ;;
+    zeroshot|chat_zeroshot) echo "$LLM" ;;
     lingualift_s1_digits) echo $RUNS/lingualift_align_lexical_digits_2k/final ;;
     mindmerger_s1_digits) echo $RUNS/mindmerger_align_lexical_digits/final ;;
     lingualift_s1) echo $RUNS/lingualift_align/final ;;
@@ -186,14 +186,14 @@ model_of() {  # $1 = method -> the model it evaluates
     mindmerger) echo $RUNS/mindmerger_task/final ;;
     sft|langbridge) echo $RUNS/$1/final ;;
     *) echo "error: unknown method '$1' (known: zeroshot chat_zeroshot sft langbridge lingualift_s1 lingualift" \
-         "mindmerger_s1 mindmerger chat_zeroshot_llamacpp lingualift_s1_digits mindmerger_s1_digits)" >&2; exit 2 ;;
+         "mindmerger_s1 mindmerger lingualift_s1_digits mindmerger_s1_digits)" >&2; exit 2 ;;
   esac
 }
 
 evaluate_method() {  # $1 = method name -> its model and flags
   case $1 in
     zeroshot) evaluate_model "$LLM" zeroshot --prompt-template "$TEMPLATE" ;;
-    chat_zeroshot|chat_zeroshot_llamacpp) evaluate_model "$LLM" $1 --prompt-template chat ;;  # the trained methods' template
+    chat_zeroshot) evaluate_model "$LLM" $1 --prompt-template chat ;;  # the trained methods' template
     *) evaluate_model "$(model_of $1)" $1 ;;
   esac
 }
