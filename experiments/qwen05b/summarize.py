@@ -299,21 +299,24 @@ def chart(summary: dict, methods: dict) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     legend = {}  # method -> (a bar, its label), for one legend over both panels
     for axis, task in zip(axes, ("mgsm", "mmwp")):
+        counts = [max((summary[n][task].get(t, {}).get("n", 0) for n in names if task in summary[n]), default=0)
+                  for t in tiers]
         for index, name in enumerate(names):
             if task not in summary[name]:
                 continue
-            # A tier not evaluated yet is left empty (NaN), never drawn as 0%.
-            values = [summary[name][task].get(t, {}).get("accuracy", float("nan")) * 100 for t in tiers]
-            lows = [summary[name][task].get(t, {}).get("ci_low", float("nan")) * 100 for t in tiers]
-            highs = [summary[name][task].get(t, {}).get("ci_high", float("nan")) * 100 for t in tiers]
+            # A tier not evaluated yet, or on fewer of its languages than the others (the focus set's English
+            # alone in "high"), is left empty (NaN): never drawn as 0%, never a one-language bar among averages.
+            cells = [summary[name][task].get(t, {}) if summary[name][task].get(t, {}).get("n") == c else {}
+                     for t, c in zip(tiers, counts)]
+            values = [cell.get("accuracy", float("nan")) * 100 for cell in cells]
+            lows = [cell.get("ci_low", float("nan")) * 100 for cell in cells]
+            highs = [cell.get("ci_high", float("nan")) * 100 for cell in cells]
             xs = [i + (index - (len(names) - 1) / 2) * width for i in range(len(tiers))]
-            label = name if "rest" in methods[name]["scope"] else f"{name} (MMWP English + low tier only so far)"
+            label = name if "rest" in methods[name]["scope"] else f"{name} (low tier only; its English: summary.md)"
             bars = axis.bar(xs, values, width, color=plt.cm.tab10(index % 10),
                             yerr=[[v - lo for v, lo in zip(values, lows)], [hi - v for v, hi in zip(values, highs)]],
                             capsize=2)
             legend[name] = (bars, label)
-        counts = [max((summary[n][task].get(t, {}).get("n", 0) for n in names if task in summary[n]), default=0)
-                  for t in tiers]
         axis.set_xticks(range(len(tiers)), [f"{t}\n({c} language{'s' if c > 1 else ''})" if c else f"{t}\n(not evaluated yet)"
                                             for t, c in zip(tiers, counts)])
         axis.set_title(f"{task.upper()} accuracy by resource tier (95% CI)")
