@@ -232,6 +232,12 @@ def main_summary() -> None:
                       for name, block in summary.items()}, indent=1))
 
 
+def _points(difference: dict) -> str:
+    """A paired difference as signed points with its 95% interval: `+2.5 [+0.7, +5.0]`."""
+    low, high = difference["ci95"]
+    return f"{100 * difference['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
 def successor_table(successors: dict) -> str:
     """Round 2 against round 1: each new recipe minus the method it replaces, per task and tier (paired)."""
     rows = []
@@ -239,8 +245,7 @@ def successor_table(successors: dict) -> str:
         for task, block in diff["tasks"].items():
             for tier, entry in [*block["tiers"].items(), ("overall", block["overall"])]:
                 n = sum(block["languages"][lang]["n"] for lang in entry["languages"])
-                rows.append([new, SUCCESSORS[new], task, tier, n, f"{100 * entry['difference']:+.1f} "
-                             f"[{100 * entry['ci95'][0]:+.1f}, {100 * entry['ci95'][1]:+.1f}]"])
+                rows.append([new, SUCCESSORS[new], task, tier, n, _points(entry)])
     if not rows:
         return ""
     return ("\nRound 2 against round 1 (`differences_round2.json`): the new recipe minus the method it replaces, "
@@ -257,7 +262,7 @@ def summary_table(summary: dict, methods: dict, differences: dict) -> str:
     def versus(baseline: str, name: str, task: str, tier: str) -> str:
         task_diff = differences.get(baseline, {}).get(name, {}).get("tasks", {}).get(task, {})
         diff = task_diff.get("overall") if tier == "overall" else task_diff.get("tiers", {}).get(tier)
-        return f"{100 * diff['difference']:+.1f} [{100 * diff['ci95'][0]:+.1f}, {100 * diff['ci95'][1]:+.1f}]" if diff else "-"
+        return _points(diff) if diff else "-"
 
     def tier_mean(name: str, key: str, task: str, tier: str) -> str:  # macro mean of a per-language measure
         values = [value for lang, value in methods[name][key][task].items()
@@ -306,8 +311,8 @@ def chart(summary: dict, methods: dict) -> None:
                 continue
             # A tier not evaluated yet, or on fewer of its languages than the others (the focus set's English
             # alone in "high"), is left empty (NaN): never drawn as 0%, never a one-language bar among averages.
-            cells = [summary[name][task].get(t, {}) if summary[name][task].get(t, {}).get("n") == c else {}
-                     for t, c in zip(tiers, counts)]
+            cells = [summary[name][task].get(t, {}) for t in tiers]
+            cells = [cell if cell.get("n") == count else {} for cell, count in zip(cells, counts)]
             values = [cell.get("accuracy", float("nan")) * 100 for cell in cells]
             lows = [cell.get("ci_low", float("nan")) * 100 for cell in cells]
             highs = [cell.get("ci_high", float("nan")) * 100 for cell in cells]

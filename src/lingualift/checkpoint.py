@@ -29,7 +29,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from lingualift.errors import LinguaLiftError
 
@@ -173,6 +173,22 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
     finally:
         os.close(fd)
 
+
+@contextlib.contextmanager
+def locked_folder(path: str | os.PathLike, what: str, *, keep: Callable[[Path], bool]) -> Iterator[Path]:
+    """Create the folder `path` (and its missing parents) and hold `exclusive_lock` on it meanwhile. If the body
+    fails and `keep(path)` says nothing worth keeping was written, the folders made here are removed again: a
+    refused or failed run leaves nothing behind."""
+    path = Path(path)
+    first_new = next((p for p in reversed([path, *path.parents]) if not p.exists()), None)
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        with exclusive_lock(path, what):
+            yield path
+    except BaseException:
+        if first_new is not None and not keep(path):
+            shutil.rmtree(first_new, ignore_errors=True)
+        raise
 
 # --------------------------------------------------------------------------- fingerprints
 

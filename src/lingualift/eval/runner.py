@@ -20,14 +20,13 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from lingualift.checkpoint import digest, exclusive_lock, path_fingerprint
+from lingualift.checkpoint import digest, locked_folder, path_fingerprint
 from lingualift.errors import LinguaLiftError
 from lingualift.io import check_output_dir, read_json, write_json, write_jsonl
 from lingualift.eval.tasks import TIERS, Example, Task, get_task, load_examples, tier_of
@@ -100,16 +99,9 @@ def claim_run_dir(out_dir: Path, identity: dict):
     if not (out_dir / "run.json").exists():  # an evaluation run's own folder has it
         check_output_dir(out_dir, (), "evaluation run folder", writer="an evaluation run",
                          advice=", or drop --out (the default folder is unique per model and settings)")
-    first_new = next((p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()), None)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with exclusive_lock(out_dir, f"run directory {out_dir}"):  # an fcntl lock on the folder itself
-            _check_run_config(out_dir, identity)
-            yield
-    except BaseException:
-        if first_new is not None and not any(out_dir.glob("predictions/*/*.jsonl")):
-            shutil.rmtree(first_new, ignore_errors=True)
-        raise
+    with locked_folder(out_dir, f"run directory {out_dir}", keep=lambda d: any(d.glob("predictions/*/*.jsonl"))):
+        _check_run_config(out_dir, identity)
+        yield
 
 
 def read_done(path: Path, *, repair: bool = True, require: tuple[str, ...] = ()) -> dict[str, dict]:

@@ -345,15 +345,9 @@ class Trainer:
         that fails before writing anything (a bad resume checkpoint, say) leaves no empty folder behind."""
         if not self.accelerator.is_main_process:
             return self._train()
-        created = not self.output_dir.exists()
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            with checkpoint.exclusive_lock(self.output_dir, f"training.output_dir {self.output_dir}"):
-                return self._train()
-        except BaseException:
-            if created and not any(self.output_dir.iterdir()):
-                self.output_dir.rmdir()
-            raise
+        with checkpoint.locked_folder(self.output_dir, f"training.output_dir {self.output_dir}",
+                                      keep=lambda folder: any(folder.iterdir())):
+            return self._train()
 
     def _train(self) -> Path:
         training = self.config.training
